@@ -1,0 +1,111 @@
+"""The one interface both backends implement, and the plain data types they return.
+
+A backend wraps a client library (confluent-kafka or kafka-python) behind three small
+classes. Settings are a plain dict of Kafka's own keys (``"linger.ms": 20``); each backend
+translates them for its library. Everything above this module (producer, consumer, admin,
+smoke, dataset) talks only to these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[str, bytes]]
+TopicPartition = tuple[str, int]
+#: Called for each record that was not delivered: (reason, key, headers).
+ErrorCallback = Callable[[str, "bytes | None", "Headers | None"], None]
+#: Called with the partitions involved in a rebalance.
+RebalanceCallback = Callable[[list[TopicPartition]], None]
+
+
+class KafkaKitError(Exception):
+    """A Kafka operation failed; the message names the operation and the broker's reason."""
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+
+@dataclass
+class ClusterInfo:
+    cluster_id: str | None
+    controller_id: int | None
+    brokers: list[BrokerInfo] = field(default_factory=list)
+
+
+class ProducerBackend(Protocol):
+    def produce(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
+        """Queue one record; raise BufferError when the local queue is full."""
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery callbacks; return how many were served."""
+
+    def flush(self, timeout: float) -> int:
+        """Wait for every queued record; return how many are still undelivered."""
+
+    def close(self) -> None: ...
+
+
+class ConsumerBackend(Protocol):
+    def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Read exactly these (topic, partition, offset); offset < 0 means the committed one
+        (or ``auto.offset.reset`` when none is committed)."""
+
+    def subscribe(self, topic: str, on_assign: RebalanceCallback,
+                  on_revoke: RebalanceCallback) -> None: ...
+
+    def consume(self, num_messages: int, timeout: float) -> list[Record]: ...
+
+    def pause(self, parts: Sequence[TopicPartition]) -> None: ...
+
+    def resume(self, parts: Sequence[TopicPartition]) -> None: ...
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Synchronously commit next-offsets-to-read."""
+
+    def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]: ...
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]: ...
+
+    def partitions_for(self, topic: str) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+class AdminBackend(Protocol):
+    def cluster(self, timeout: float) -> ClusterInfo: ...
+
+    def topics(self, timeout: float) -> dict[str, list[PartitionInfo]]: ...
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int,
+                     config: dict[str, str], timeout: float) -> None: ...
+
+    def delete_topic(self, name: str, timeout: float) -> None: ...
+
+    def close(self) -> None: ...

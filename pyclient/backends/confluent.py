@@ -1,0 +1,136 @@
+"""confluent-kafka (librdkafka) backend: the default and the fast one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
+                   PartitionInfo, Record, RebalanceCallback, TopicPartition)
+
+
+def _hdr(h: Any) -> Headers | None:
+    return [(k, v if isinstance(v, bytes) else b"") for k, v in h] if h else None
+
+
+class Producer:
+    def __init__(self, config: dict[str, Any], on_error: ErrorCallback) -> None:
+        self._on_error = on_error
+        self._p = ck.Producer(config)
+        self._produce = self._p.produce
+        self._cb = self._delivered
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._on_error(f"{err.name()}: {err.str()}", msg.key(), _hdr(msg.headers()))
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
+        self._produce(topic, value, key, on_delivery=self._cb, headers=headers)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return int(self._p.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._p.flush(timeout))
+
+    def close(self) -> None:
+        self._p.flush(0)
+
+
+class Consumer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._c = ck.Consumer(config)
+
+    def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        self._c.assign([ck.TopicPartition(t, p, o if o >= 0 else ck.OFFSET_STORED)
+                        for t, p, o in positions])
+
+    def subscribe(self, topic: str, on_assign: RebalanceCallback,
+                  on_revoke: RebalanceCallback) -> None:
+        self._c.subscribe(
+            [topic],
+            on_assign=lambda c, parts: on_assign([(tp.topic, tp.partition) for tp in parts]),
+            on_revoke=lambda c, parts: on_revoke([(tp.topic, tp.partition) for tp in parts]),
+            on_lost=lambda c, parts: on_revoke([(tp.topic, tp.partition) for tp in parts]),
+        )
+
+    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+        out = []
+        for m in self._c.consume(num_messages, timeout):
+            err = m.error()
+            if err is not None:
+                if err.code() == ck.KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise KafkaKitError(f"consume: {err.name()}: {err.str()}")
+                continue
+            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                              _hdr(m.headers()), m.timestamp()[1]))
+        return out
+
+    def pause(self, parts: Sequence[TopicPartition]) -> None:
+        self._c.pause([ck.TopicPartition(t, p) for t, p in parts])
+
+    def resume(self, parts: Sequence[TopicPartition]) -> None:
+        self._c.resume([ck.TopicPartition(t, p) for t, p in parts])
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if offsets:
+            self._c.commit(offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                           asynchronous=False)
+
+    def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        res = self._c.committed([ck.TopicPartition(t, p) for t, p in parts], timeout=30)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        lo, hi = self._c.get_watermark_offsets(ck.TopicPartition(topic, partition), timeout=30)
+        return int(lo), int(hi)
+
+    def partitions_for(self, topic: str) -> list[int]:
+        md = self._c.list_topics(topic, timeout=30).topics[topic]
+        if md.error is not None:
+            raise KafkaKitError(f"topic {topic!r}: {md.error.str()}")
+        return sorted(md.partitions)
+
+    def close(self) -> None:
+        self._c.close()
+
+
+class Admin:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._a = AdminClient(config)
+
+    def cluster(self, timeout: float) -> ClusterInfo:
+        d = self._a.describe_cluster(request_timeout=timeout).result(timeout)
+        brokers = sorted((BrokerInfo(n.id, n.host, n.port, n.rack) for n in d.nodes),
+                         key=lambda b: b.id)
+        return ClusterInfo(d.cluster_id, d.controller.id if d.controller else None, brokers)
+
+    def topics(self, timeout: float) -> dict[str, list[PartitionInfo]]:
+        md = self._a.list_topics(timeout=timeout)
+        return {name: sorted((PartitionInfo(p.id, p.leader, list(p.replicas), list(p.isrs))
+                              for p in t.partitions.values()), key=lambda x: x.partition)
+                for name, t in md.topics.items()}
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int,
+                     config: dict[str, str], timeout: float) -> None:
+        fut = self._a.create_topics([NewTopic(name, partitions, replication_factor, config=config)],
+                                    request_timeout=timeout)[name]
+        try:
+            fut.result(timeout)
+        except ck.KafkaException as e:
+            raise KafkaKitError(f"create topic {name!r}: {e.args[0].str()}") from e
+
+    def delete_topic(self, name: str, timeout: float) -> None:
+        try:
+            self._a.delete_topics([name], request_timeout=timeout)[name].result(timeout)
+        except ck.KafkaException as e:
+            raise KafkaKitError(f"delete topic {name!r}: {e.args[0].str()}") from e
+
+    def close(self) -> None:
+        pass

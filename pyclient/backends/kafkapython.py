@@ -1,0 +1,191 @@
+"""kafka-python backend: pure Python, for hosts where the librdkafka wheel is unavailable.
+
+Kafka's own keys are translated to kafka-python's argument names (dots become
+underscores: ``linger.ms`` -> ``linger_ms``). A key kafka-python does not know is an error,
+not silently dropped, so a setting never quietly fails to apply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import kafka
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KTP
+
+from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
+                   PartitionInfo, Record, RebalanceCallback, TopicPartition)
+
+#: librdkafka-only keys that have no kafka-python counterpart and no effect on correctness.
+_LIBRDKAFKA_ONLY = {"delivery.report.only.error", "queue.buffering.max.messages",
+                    "queue.buffering.max.kbytes", "enable.partition.eof", "statistics.interval.ms",
+                    "fetch.queue.backoff.ms", "queued.min.messages", "queued.max.messages.kbytes",
+                    "enable.auto.offset.store", "log_level", "partition.assignment.strategy",
+                    "socket.nagle.disable"}
+_RENAMED = {"fetch.wait.max.ms": "fetch_max_wait_ms", "fetch.min.bytes": "fetch_min_bytes",
+            "message.max.bytes": "max_request_size"}
+
+
+def translate(config: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in _LIBRDKAFKA_ONLY:
+            continue
+        name = _RENAMED.get(key, key.replace(".", "_"))
+        if name not in known:
+            raise ValueError(f"setting {key!r} is not supported by the kafka-python backend")
+        if isinstance(value, str) and isinstance(known[name], bool):
+            value = value.lower() == "true"
+        elif isinstance(value, str) and isinstance(known[name], int) and value.lstrip("-").isdigit():
+            value = int(value)
+        if name == "bootstrap_servers" and isinstance(value, str):
+            value = value.split(",")
+        out[name] = value
+    return out
+
+
+class Producer:
+    def __init__(self, config: dict[str, Any], on_error: ErrorCallback) -> None:
+        self._on_error = on_error
+        self._p = kafka.KafkaProducer(**translate(config, kafka.KafkaProducer.DEFAULT_CONFIG))
+        self._lock = threading.Lock()
+        self.pending = 0
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Headers | None = None) -> None:
+        try:
+            fut = self._p.send(topic, value=value, key=key, headers=headers)
+        except KafkaTimeoutError as e:  # buffer.memory full for max.block.ms
+            raise BufferError(str(e)) from e
+        with self._lock:
+            self.pending += 1
+        fut.add_callback(self._done)
+        fut.add_errback(self._failed, key, headers)
+
+    def _done(self, _md: Any) -> None:
+        with self._lock:
+            self.pending -= 1
+
+    def _failed(self, key: bytes | None, headers: Headers | None, exc: Exception) -> None:
+        with self._lock:
+            self.pending -= 1
+        self._on_error(f"{type(exc).__name__}: {exc}", key, headers)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0  # kafka-python delivers callbacks from its sender thread
+
+    def flush(self, timeout: float) -> int:
+        try:
+            self._p.flush(timeout)
+        except KafkaTimeoutError:
+            pass
+        return self.pending
+
+    def close(self) -> None:
+        self._p.close(timeout=5)
+
+
+class _Listener(kafka.ConsumerRebalanceListener):
+    def __init__(self, on_assign: RebalanceCallback, on_revoke: RebalanceCallback) -> None:
+        self.a, self.r = on_assign, on_revoke
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.r([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.a([(tp.topic, tp.partition) for tp in assigned])
+
+
+class Consumer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._c = kafka.KafkaConsumer(**translate(config, kafka.KafkaConsumer.DEFAULT_CONFIG))
+
+    def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        self._c.assign([KTP(t, p) for t, p, _ in positions])
+        for t, p, o in positions:
+            if o >= 0:
+                self._c.seek(KTP(t, p), o)
+
+    def subscribe(self, topic: str, on_assign: RebalanceCallback,
+                  on_revoke: RebalanceCallback) -> None:
+        self._c.subscribe([topic], listener=_Listener(on_assign, on_revoke))
+
+    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+        try:
+            batches = self._c.poll(timeout_ms=int(timeout * 1000), max_records=num_messages)
+        except KafkaError as e:
+            raise KafkaKitError(f"consume: {e}") from e
+        out = []
+        for msgs in batches.values():
+            for m in msgs:
+                out.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
+                                  [(k, v) for k, v in m.headers] or None, m.timestamp))
+        return out
+
+    def pause(self, parts: Sequence[TopicPartition]) -> None:
+        self._c.pause(*[KTP(t, p) for t, p in parts])
+
+    def resume(self, parts: Sequence[TopicPartition]) -> None:
+        self._c.resume(*[KTP(t, p) for t, p in parts])
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if offsets:
+            self._c.commit({KTP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+
+    def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
+        return {(t, p): self._c.committed(KTP(t, p)) for t, p in parts}
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        tp = KTP(topic, partition)
+        return int(self._c.beginning_offsets([tp])[tp]), int(self._c.end_offsets([tp])[tp])
+
+    def partitions_for(self, topic: str) -> list[int]:
+        parts = self._c.partitions_for_topic(topic)
+        if not parts:
+            raise KafkaKitError(f"topic {topic!r} does not exist or has no partitions")
+        return sorted(parts)
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
+
+
+class Admin:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._a = KafkaAdminClient(**translate(config, KafkaAdminClient.DEFAULT_CONFIG))
+
+    def cluster(self, timeout: float) -> ClusterInfo:
+        d = self._a.describe_cluster()
+        brokers = sorted((BrokerInfo(b["broker_id"], b["host"], b["port"], b.get("rack"))
+                          for b in d["brokers"]), key=lambda b: b.id)
+        return ClusterInfo(d.get("cluster_id"), d.get("controller_id"), brokers)
+
+    def topics(self, timeout: float) -> dict[str, list[PartitionInfo]]:
+        out = {}
+        for t in self._a.describe_topics():
+            out[t["name"]] = sorted(
+                (PartitionInfo(p["partition_index"], p["leader_id"], list(p["replica_nodes"]),
+                               list(p["isr_nodes"])) for p in t["partitions"]),
+                key=lambda x: x.partition)
+        return out
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int,
+                     config: dict[str, str], timeout: float) -> None:
+        try:
+            self._a.create_topics([NewTopic(name, partitions, replication_factor,
+                                            topic_configs=config)],
+                                  timeout_ms=int(timeout * 1000), wait_for_metadata=True)
+        except KafkaError as e:
+            raise KafkaKitError(f"create topic {name!r}: {e}") from e
+
+    def delete_topic(self, name: str, timeout: float) -> None:
+        try:
+            self._a.delete_topics([name], timeout_ms=int(timeout * 1000))
+        except KafkaError as e:
+            raise KafkaKitError(f"delete topic {name!r}: {e}") from e
+
+    def close(self) -> None:
+        self._a.close()
