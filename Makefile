@@ -1,0 +1,78 @@
+# kafka-kit: the two commands of the README are `make lab` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+BIN         := $(VENV)/bin
+KAFKA_VERSION ?= 4.4.0
+LAB_ARGS    ?=
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
+                netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv
+
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule lint clean
+
+help:
+	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
+	@echo "make test       unit tests, ansible-lint, Molecule scenarios (what .ci/run runs)"
+	@echo "make lab-down   remove the lab's containers, network, key and inventory"
+	@echo "make clean      lab-down, then remove the base image and caches"
+
+# ---- installation (every step the project needs) ------------------------------------------
+deps: apt venv dist image
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+dist:
+	tools/build-kafka-dist $(KAFKA_VERSION)
+
+image:
+	tools/build-lab-image
+
+# ---- the lab ------------------------------------------------------------------------------
+lab: deps lab-up lab-deploy smoke
+
+lab-up:
+	$(BIN)/ansible-playbook playbooks/lab_up.yml $(LAB_ARGS)
+
+lab-deploy:
+	$(BIN)/ansible-playbook site.yml -i inventories/lab
+
+smoke:
+	$(BIN)/ansible-playbook playbooks/smoke.yml -i inventories/lab
+
+lab-down:
+	$(BIN)/ansible-playbook playbooks/lab_down.yml $(LAB_ARGS)
+
+# ---- tests --------------------------------------------------------------------------------
+test: deps test-unit lint test-molecule
+
+test-unit:
+	$(BIN)/pytest -q tests
+
+lint:
+	$(BIN)/ansible-lint --profile production
+
+test-molecule:
+	$(BIN)/molecule test -s default
+
+clean: lab-down
+	-podman image rm localhost/kafka-kit-base:bookworm
+	rm -rf .cache
