@@ -274,7 +274,7 @@ def test_replica_fetch_below_message_max() -> None:
 def test_topics(topic: dict[str, Any], needle: str) -> None:
     c = prod()
     c["topics"].append(topic)
-    msg = one(c, "kafka_topics[1]", needle)
+    msg = one(c, "kafka_topics_list[1]", needle)
     assert "set" in msg or "rename" in msg or "raise" in msg
 
 

@@ -303,7 +303,7 @@ def check_message_sizes(cluster: Cluster) -> list[str]:
 
 
 def check_topics(cluster: Cluster) -> list[str]:
-    """Declared topics (kafka_topics) have valid names, partitions, replication and min ISR."""
+    """Declared topics (kafka_topics_list) have valid names, partitions, replication and min ISR."""
     errors = []
     n = len(_brokers(cluster))
     hosts = _brokers(cluster) or cluster["hosts"]
@@ -311,14 +311,14 @@ def check_topics(cluster: Cluster) -> list[str]:
     fetch_max = min((_int(_prop(h, "replica.fetch.max.bytes")) or 0) for h in hosts) if hosts else 0
     topics = cluster.get("topics") or []
     if not isinstance(topics, list):
-        return ["kafka_topics must be a list of {name, partitions, replication_factor, configs}."]
+        return ["kafka_topics_list must be a list of {name, partitions, replication_factor, configs}."]
     collide: dict[str, list[str]] = defaultdict(list)
     for i, t in enumerate(topics):
         if not isinstance(t, dict):
-            errors.append(f"kafka_topics[{i}] is not a mapping; write {{name: ..., partitions: ...}}.")
+            errors.append(f"kafka_topics_list[{i}] is not a mapping; write {{name: ..., partitions: ...}}.")
             continue
         name = str(t.get("name") or "")
-        where = f"kafka_topics[{i}] ({name or 'no name'})"
+        where = f"kafka_topics_list[{i}] ({name or 'no name'})"
         if not _TOPIC_NAME.match(name) or name in (".", ".."):
             errors.append(f"{where}: the name must be 1-249 characters of a-z A-Z 0-9 . _ - "
                           "and not '.' or '..' (Kafka's topic name rules); rename the topic.")
@@ -350,7 +350,7 @@ def check_topics(cluster: Cluster) -> list[str]:
                           "(and message.max.bytes) in kafka_server_properties or lower the topic's.")
     for key, names in sorted(collide.items()):
         if len(names) > 1:
-            errors.append(f"kafka_topics: {', '.join(names)} "
+            errors.append(f"kafka_topics_list: {', '.join(names)} "
                           f"{'are declared twice' if len(set(names)) == 1 else 'collide'}: Kafka "
                           "treats '.' and '_' alike in metric names and refuses such pairs; keep "
                           "one name.")
@@ -411,7 +411,7 @@ def kafka_preflight_errors(cluster: Cluster) -> list[str]:
     node_id, stored_node_ids, stored_cluster_ids, listener_address, broker_port,
     controller_port, resolves {address: bool, what this host resolved}, data_dirs, heap_size, memtotal_mb, version,
     mode, properties {server.properties keys the user set, merged}), ``lab`` (bool),
-    ``topics`` (kafka_topics), ``cluster_id``, ``zookeeper_group``, ``zookeeper_count``.
+    ``topics`` (kafka_topics_list), ``cluster_id``, ``zookeeper_group``, ``zookeeper_count``.
     """
     errors: list[str] = []
     for rule in RULES:
