@@ -8,6 +8,7 @@ not silently dropped, so a setting never quietly fails to apply.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,8 @@ def translate(config: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
             value = value.lower() == "true"
         elif isinstance(value, str) and isinstance(known[name], int) and value.lstrip("-").isdigit():
             value = int(value)
+        if name == "compression_type" and value == "none":
+            value = None
         if name == "bootstrap_servers" and isinstance(value, str):
             value = value.split(",")
         out[name] = value
@@ -79,10 +82,14 @@ class Producer:
         return 0  # kafka-python delivers callbacks from its sender thread
 
     def flush(self, timeout: float) -> int:
-        try:
-            self._p.flush(timeout)
-        except KafkaTimeoutError:
-            pass
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            try:
+                self._p.flush(max(deadline - time.monotonic(), 0.001))
+            except KafkaTimeoutError:
+                break
+            except KafkaError:  # a batch split and re-sent (MessageSizeTooLarge): wait again
+                time.sleep(0.05)
         return self.pending
 
     def close(self) -> None:

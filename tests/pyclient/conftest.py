@@ -17,7 +17,10 @@ BACKENDS = ["confluent", "kafka-python"]
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = start_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        b = start_broker(tmp_path_factory.mktemp("kafka"))
+    except RuntimeError:  # a port taken between probing and binding: try once more
+        b = start_broker(tmp_path_factory.mktemp("kafka"))
     try:
         yield b
     finally:

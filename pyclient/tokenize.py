@@ -1,0 +1,53 @@
+"""Tokenizers for the training feed: a byte-level one built in, Hugging Face supported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Encoder = Callable[[list[str]], list[list[int]]]
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as token ids 0..255; id 256 is end-of-document. No dependencies."""
+
+    vocab_size = 257
+    eos_id = 256
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [list(t.encode("utf-8", "surrogatepass")) for t in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", "replace")
+
+
+def as_encoder(tokenizer: Any) -> Encoder:
+    """Accept a ByteTokenizer, a ``tokenizers.Tokenizer`` (``encode_batch`` returning
+    ``Encoding`` objects with ``.ids``), a ``transformers`` fast tokenizer (callable
+    returning ``{"input_ids": ...}``) or a plain function ``list[str] -> list[list[int]]``."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.encode_batch
+    if hasattr(tokenizer, "encode_batch"):
+        enc = tokenizer.encode_batch
+
+        def hf(texts: list[str]) -> list[list[int]]:
+            out = enc(texts)
+            return [e.ids if hasattr(e, "ids") else list(e) for e in out]
+        return hf
+    if callable(tokenizer):
+        def call(texts: list[str]) -> list[list[int]]:
+            out = tokenizer(texts)
+            return list(out["input_ids"]) if isinstance(out, dict) or hasattr(out, "keys") else out
+        return call
+    raise TypeError(f"unsupported tokenizer {type(tokenizer).__name__}")
+
+
+def eos_of(tokenizer: Any, eos_id: int | None) -> int | None:
+    """The end-of-document id: explicit, else the tokenizer's ``eos_id``/``eos_token_id``."""
+    if eos_id is not None:
+        return eos_id
+    for name in ("eos_id", "eos_token_id"):
+        v = getattr(tokenizer, name, None)
+        if isinstance(v, int):
+            return v
+    return None
