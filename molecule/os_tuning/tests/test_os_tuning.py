@@ -21,14 +21,14 @@ def test_sysctl_file_has_the_kafka_values(host):
 
 def test_limits_for_pam_sessions(host):
     conf = host.file("/etc/security/limits.d/90-kafka-kit.conf").content_string
-    nofile = "16384" if host.backend.get_hostname() == "kk-ostuning-h2" else "100000"
+    nofile = "16384" if host.backend.get_hostname() == "kk-ostuning-h2" else "128000"
     assert "kafka hard nofile %s" % nofile in conf
     assert "kafka soft nofile %s" % nofile in conf
 
 
 def test_unit_limits_drop_in_is_loaded(host):
     shown = host.check_output("systemctl show kafka.service -p LimitNOFILE -p DropInPaths")
-    nofile = "16384" if host.backend.get_hostname() == "kk-ostuning-h2" else "100000"
+    nofile = "16384" if host.backend.get_hostname() == "kk-ostuning-h2" else "128000"
     assert "LimitNOFILE=%s" % nofile in shown
     assert "60-kafka-kit-limits.conf" in shown
 
@@ -36,7 +36,7 @@ def test_unit_limits_drop_in_is_loaded(host):
 def test_started_unit_gets_the_limits(host):
     """h2's limits fit the container's hard limit, so the stand-in broker really gets them."""
     if host.backend.get_hostname() != "kk-ostuning-h2":
-        pytest.skip("h1 keeps the production 100000, above this container's hard limit 20000")
+        pytest.skip("h1 keeps the production 128000, above this container's hard limit 20000")
     host.run_expect([0], "systemctl restart kafka.service")
     pid = host.check_output("systemctl show kafka.service -p MainPID --value")
     limits = host.file("/proc/%s/limits" % pid).content_string
