@@ -70,6 +70,7 @@ class FeedConsumer:
         self._order: list[int] = []
         self._rr = 0
         self._start = dict(start or {})
+        self._group = group_subscribe
         if group_subscribe:
             self._c.subscribe(topic, self._on_assign, self._on_revoke)
             return
@@ -96,17 +97,17 @@ class FeedConsumer:
     def _on_assign(self, parts: list[tuple[str, int]]) -> None:
         self._add([p for t, p in parts if t == self.topic])
 
-    def _on_revoke(self, parts: list[tuple[str, int]]) -> None:
+    def _on_revoke(self, parts: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Drop revoked partitions' unreturned records; return their positions to commit."""
         gone = [p for t, p in parts if t == self.topic]
-        try:
-            self._c.commit({(self.topic, p): self.positions[p] for p in gone if p in self.positions})
-        finally:
-            for p in gone:
-                self._bufs.pop(p, None)
-                self.positions.pop(p, None)
-                self._paused.discard(p)
-            self._order = sorted(self._bufs)
-            self._rr = 0
+        commit = {(self.topic, p): self.positions[p] for p in gone if p in self.positions}
+        for p in gone:
+            self._bufs.pop(p, None)
+            self.positions.pop(p, None)
+            self._paused.discard(p)
+        self._order = sorted(self._bufs)
+        self._rr = 0
+        return commit
 
     def _finished(self, p: int) -> bool:
         return self.stop_at_end and self.positions.get(p, -1) >= self._end.get(p, 0) and not self._bufs[p]
@@ -125,6 +126,8 @@ class FeedConsumer:
         """Return up to ``num_messages`` records; they count as taken from now on."""
         out: list[Record] = []
         deadline = time.monotonic() + timeout
+        if self._group:
+            self._fetch(0)  # serve rebalance callbacks even while records are buffered
         while True:
             self._drain(out, num_messages)
             if len(out) >= num_messages or self.at_end():
@@ -162,7 +165,9 @@ class FeedConsumer:
             buf = self._bufs.get(p)
             if buf is None:
                 continue  # revoked meanwhile
-            last = buf[-1].offset if buf else self.positions.get(p, -1) - 1
+            if p not in self.positions:  # first record since (re)assignment: the start
+                self.positions[p] = rec.offset
+            last = buf[-1].offset if buf else self.positions[p] - 1
             if rec.offset <= last:
                 continue  # re-fetched after a seek or rebalance
             if self.stop_at_end and rec.offset >= self._end[p]:
@@ -189,7 +194,12 @@ class FeedConsumer:
         return {p: o for (_, p), o in got.items()}
 
     def close(self) -> None:
-        self._c.close()
+        """Close; in group mode the positions of everything taken are committed first."""
+        try:
+            if self._group and self.positions:
+                self.commit()
+        finally:
+            self._c.close()
 
     def __enter__(self) -> FeedConsumer:
         return self

@@ -18,6 +18,8 @@ TopicPartition = tuple[str, int]
 ErrorCallback = Callable[[str, "bytes | None", "Headers | None"], None]
 #: Called with the partitions involved in a rebalance.
 RebalanceCallback = Callable[[list[TopicPartition]], None]
+#: Called with revoked partitions; returns the next-offsets to commit before they go.
+RevokeCallback = Callable[[list[TopicPartition]], dict[TopicPartition, int]]
 
 
 class KafkaKitError(Exception):
@@ -78,7 +80,9 @@ class ConsumerBackend(Protocol):
         (or ``auto.offset.reset`` when none is committed)."""
 
     def subscribe(self, topic: str, on_assign: RebalanceCallback,
-                  on_revoke: RebalanceCallback) -> None: ...
+                  on_revoke: RevokeCallback) -> None:
+        """Join the group; the offsets ``on_revoke`` returns are committed synchronously
+        before revoked partitions are handed to another member."""
 
     def consume(self, num_messages: int, timeout: float) -> list[Record]: ...
 

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
-                   PartitionInfo, Record, RebalanceCallback, TopicPartition)
+                   PartitionInfo, Record, RebalanceCallback, RevokeCallback,
+                   TopicPartition)
+
+T = TypeVar("T")
+_TRANSIENT = {ck.KafkaError.NOT_COORDINATOR, ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+              ck.KafkaError.COORDINATOR_NOT_AVAILABLE, ck.KafkaError._WAIT_COORD}
+
+
+def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0) -> T:
+    """Call ``fn``, retrying retriable errors (coordinator moving or loading) until timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except ck.KafkaException as e:
+            err = e.args[0]
+            if not err.retriable() and err.code() not in _TRANSIENT or time.monotonic() > deadline:
+                raise KafkaKitError(f"{what}: {err.name()}: {err.str()}") from e
+            time.sleep(0.2)
 
 
 def _hdr(h: Any) -> Headers | None:
@@ -54,13 +73,16 @@ class Consumer:
                         for t, p, o in positions])
 
     def subscribe(self, topic: str, on_assign: RebalanceCallback,
-                  on_revoke: RebalanceCallback) -> None:
+                  on_revoke: RevokeCallback) -> None:
+        def revoke(_c: Any, parts: list[Any]) -> None:
+            self.commit(on_revoke([(tp.topic, tp.partition) for tp in parts]))
+
+        def lost(_c: Any, parts: list[Any]) -> None:  # membership gone: nothing to commit
+            on_revoke([(tp.topic, tp.partition) for tp in parts])
+
         self._c.subscribe(
-            [topic],
-            on_assign=lambda c, parts: on_assign([(tp.topic, tp.partition) for tp in parts]),
-            on_revoke=lambda c, parts: on_revoke([(tp.topic, tp.partition) for tp in parts]),
-            on_lost=lambda c, parts: on_revoke([(tp.topic, tp.partition) for tp in parts]),
-        )
+            [topic], on_revoke=revoke, on_lost=lost,
+            on_assign=lambda c, parts: on_assign([(tp.topic, tp.partition) for tp in parts]))
 
     def consume(self, num_messages: int, timeout: float) -> list[Record]:
         out = []
@@ -84,11 +106,12 @@ class Consumer:
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if offsets:
-            self._c.commit(offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                           asynchronous=False)
+            tps = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+            _retry("commit", lambda: self._c.commit(offsets=tps, asynchronous=False))
 
     def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
-        res = self._c.committed([ck.TopicPartition(t, p) for t, p in parts], timeout=30)
+        tps = [ck.TopicPartition(t, p) for t, p in parts]
+        res = _retry("committed", lambda: self._c.committed(tps, timeout=30))
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:

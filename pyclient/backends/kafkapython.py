@@ -19,7 +19,8 @@ from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
 from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
-                   PartitionInfo, Record, RebalanceCallback, TopicPartition)
+                   PartitionInfo, Record, RebalanceCallback, RevokeCallback,
+                   TopicPartition)
 
 #: librdkafka-only keys that have no kafka-python counterpart and no effect on correctness.
 _LIBRDKAFKA_ONLY = {"delivery.report.only.error", "queue.buffering.max.messages",
@@ -96,15 +97,29 @@ class Producer:
         self._p.close(timeout=5)
 
 
-class _Listener(kafka.ConsumerRebalanceListener):
-    def __init__(self, on_assign: RebalanceCallback, on_revoke: RebalanceCallback) -> None:
-        self.a, self.r = on_assign, on_revoke
+class _Listener(kafka.AsyncConsumerRebalanceListener):
+    """Runs on kafka-python's IO loop, where a blocking commit is refused; the commit of the
+    revoked partitions' positions is awaited there instead (kafka-python 3.x internals)."""
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.r([(tp.topic, tp.partition) for tp in revoked])
+    def __init__(self, consumer: Any, on_assign: RebalanceCallback,
+                 on_revoke: RevokeCallback) -> None:
+        self.c, self.a, self.r = consumer, on_assign, on_revoke
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        offsets = self.r([(tp.topic, tp.partition) for tp in revoked])
+        if offsets:
+            await self.c._coordinator._commit_offsets_sync_async(
+                {KTP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+            # kafka-python keeps its fetch position for a partition that comes straight
+            # back in the same rebalance; rewind it to what was handed out.
+            for (t, p), o in offsets.items():
+                self.c.seek(KTP(t, p), o)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
         self.a([(tp.topic, tp.partition) for tp in assigned])
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        self.r([(tp.topic, tp.partition) for tp in lost])  # membership gone: nothing to commit
 
 
 class Consumer:
@@ -118,8 +133,8 @@ class Consumer:
                 self._c.seek(KTP(t, p), o)
 
     def subscribe(self, topic: str, on_assign: RebalanceCallback,
-                  on_revoke: RebalanceCallback) -> None:
-        self._c.subscribe([topic], listener=_Listener(on_assign, on_revoke))
+                  on_revoke: RevokeCallback) -> None:
+        self._c.subscribe([topic], listener=_Listener(self._c, on_assign, on_revoke))
 
     def consume(self, num_messages: int, timeout: float) -> list[Record]:
         try:
