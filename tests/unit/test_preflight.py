@@ -298,21 +298,108 @@ def test_kraft_needs_3_3() -> None:
     one(c, "kafka_mode=kraft needs kafka_version >= 3.3", "3.2.3")
 
 
-def test_zookeeper_mode_on_4x() -> None:
+def zk() -> dict[str, Any]:
+    """ZooKeeper mode: three Kafka 3.9.2 brokers, a 3-member ensemble, no KRaft controller."""
     c = prod()
-    c["zookeeper_count"] = 3
+    c["hosts"] = [h for h in c["hosts"] if "controller" not in h["roles"]][:3]
     for h in c["hosts"]:
-        h["mode"] = "zookeeper"
+        h["mode"], h["version"] = "zookeeper", "3.9.2"
+    c["zookeeper_count"], c["mode"] = 3, "zookeeper"
+    return c
+
+
+def migrating() -> dict[str, Any]:
+    """The same cluster during the migration: three dedicated KRaft controllers added."""
+    c = zk()
+    c["migration"] = True
+    c["hosts"] += [host(f"kc{i}", 100 + i, ["controller"], f"192.0.2.{100 + i}", version="3.9.2",
+                        mode="zookeeper", resolves=c["hosts"][0]["resolves"]) for i in (1, 2, 3)]
+    return c
+
+
+def test_good_zookeeper_inventory_passes() -> None:
+    assert errors(zk()) == []
+    assert errors(migrating()) == []
+
+
+def test_zookeeper_mode_on_4x() -> None:
+    c = zk()
+    for h in c["hosts"]:
+        h["version"] = "4.4.0"
     one(c, "Kafka 4.x has no ZooKeeper mode", "kafka_mode: kraft")
 
 
 def test_zookeeper_mode_needs_group() -> None:
-    c = prod()
-    for h in c["hosts"]:
-        h["mode"], h["version"] = "zookeeper", "3.9.1"
+    c = zk()
+    c["zookeeper_count"] = 0
     errs = errors(c)
     assert any("kafka_mode=zookeeper but group zookeeper is empty" in e for e in errs), errs
-    c["zookeeper_count"] = 3
+    assert any("group zookeeper is empty: the cluster has no metadata quorum" in e for e in errs), errs
+
+
+def test_zookeeper_mode_without_cluster_level_mode() -> None:
+    """Older callers pass the mode per host only: the ensemble is still the quorum checked."""
+    c = zk()
+    del c["mode"]
+    assert errors(c) == []
+    c["zookeeper_count"] = 2
+    one(c, "group zookeeper has 2 host(s)")
+
+
+def test_zookeeper_mode_rejects_kraft_settings() -> None:
+    c = zk()
+    c["hosts"][0]["properties"]["process.roles"] = "broker"
+    c["hosts"][0]["properties"]["controller.quorum.voters"] = "1@x:9093"
+    one(c, "kb01: controller.quorum.voters, process.roles", "kafka_mode is zookeeper")
+
+
+def test_zookeeper_mode_rejects_controllers_without_migration() -> None:
+    c = migrating()
+    c["migration"] = False
+    one(c, "kc1, kc2, kc3: in group kafka_controller but kafka_mode is zookeeper",
+        "kafka_zookeeper_migration: true")
+
+
+def test_zookeeper_mode_rejects_combined_hosts() -> None:
+    c = zk()
+    c["hosts"][0]["roles"] = ["broker", "controller"]
+    errs = errors(c)
+    assert any("kb01: in both kafka_broker and kafka_controller with kafka_mode zookeeper" in e
+               for e in errs), errs
+
+
+def test_kraft_mode_rejects_zookeeper_settings() -> None:
+    c = prod()
+    c["hosts"][5]["properties"]["zookeeper.connect"] = "zk1:2181/kafka"
+    one(c, "zookeeper.connect set in kafka_server_properties but kafka_mode is kraft")
+
+
+def test_migration_needs_controllers_3_9_and_ensemble() -> None:
+    c = migrating()
+    c["hosts"] = [h for h in c["hosts"] if "controller" not in h["roles"]]
+    errs = errors(c)
+    assert any("group kafka_controller is empty: list the new KRaft controllers" in e for e in errs), errs
+    c = migrating()
+    for h in c["hosts"]:
+        h["version"] = "3.5.2"
+    one(c, "kafka_zookeeper_migration is true with kafka_version 3.5.2", "upgrade to 3.9 first")
+    c = migrating()
+    c["zookeeper_count"] = 0
+    assert any("the migration reads the cluster from ZooKeeper" in e for e in errors(c))
+
+
+def test_migration_controllers_quorum_size() -> None:
+    c = migrating()
+    c["hosts"] = c["hosts"][:-1]
+    one(c, "group kafka_controller has 2 host(s)")
+
+
+def test_kraft_brokers_while_controllers_migrate() -> None:
+    """Phase 3: brokers already KRaft, controllers still migrating: no mixture error."""
+    c = migrating()
+    c["mode"] = "kraft"
+    for h in c["hosts"]:
+        h["mode"] = "kraft"
     assert errors(c) == []
 
 

@@ -102,12 +102,27 @@ def check_roles(cluster: Cluster) -> list[str]:
     return errors
 
 
+def _mode(cluster: Cluster) -> str:
+    """The cluster's kafka_mode: the cluster-level value, else zookeeper when any host says so."""
+    if cluster.get("mode"):
+        return str(cluster["mode"])
+    modes = {str(h.get("mode", "kraft")) for h in cluster["hosts"]}
+    return "zookeeper" if "zookeeper" in modes else "kraft"
+
+
 def check_quorum(cluster: Cluster) -> list[str]:
     """The metadata quorum (KRaft controllers, or ZooKeeper) is odd and at least 3."""
-    if cluster.get("mode", "kraft") == "kraft":
-        size, group = len(_controllers(cluster)), "kafka_controller"
-    else:
-        size, group = int(cluster.get("zookeeper_count", 0)), cluster.get("zookeeper_group", "zookeeper")
+    errors = []
+    if _mode(cluster) == "zookeeper":
+        errors += _quorum_size(int(cluster.get("zookeeper_count", 0)),
+                               cluster.get("zookeeper_group", "zookeeper"), cluster)
+        if cluster.get("migration"):  # the KRaft quorum the cluster migrates to
+            errors += _quorum_size(len(_controllers(cluster)), "kafka_controller", cluster)
+        return errors
+    return _quorum_size(len(_controllers(cluster)), "kafka_controller", cluster)
+
+
+def _quorum_size(size: int, group: str, cluster: Cluster) -> list[str]:
     if size == 0:
         return [f"group {group} is empty: the cluster has no metadata quorum; list 3 (or 5) hosts "
                 f"under {group} in the inventory."]
@@ -397,8 +412,72 @@ def check_version_mode(cluster: Cluster) -> list[str]:
     return errors
 
 
+# Keys that only a KRaft node has, and keys that only a ZooKeeper-mode broker has. The role sets
+# them itself from kafka_mode (and kafka_zookeeper_migration); set by hand they mix the modes.
+KRAFT_KEYS = ("process.roles", "node.id", "controller.quorum.voters", "controller.quorum.bootstrap.servers",
+              "controller.listener.names")
+ZOOKEEPER_KEYS = ("zookeeper.connect", "zookeeper.metadata.migration.enable")
+
+
+def check_mode_mixture(cluster: Cluster) -> list[str]:
+    """No KRaft settings in a ZooKeeper-mode cluster and no ZooKeeper settings in a KRaft one.
+
+    ZooKeeper mode (Kafka 3.x): the brokers are kafka_broker hosts and ZooKeeper is the metadata
+    quorum; kafka_controller hosts exist only as the target quorum of a migration
+    (kafka_zookeeper_migration: true), never combined with a broker (Kafka's migration runs
+    dedicated controllers). KRaft mode: ZooKeeper keys only while the controllers still migrate.
+    """
+    errors = []
+    mode, migration = _mode(cluster), bool(cluster.get("migration"))
+    for h in cluster["hosts"]:
+        props = h.get("properties") or {}
+        if mode == "zookeeper":
+            mixed = sorted(k for k in KRAFT_KEYS if k in props)
+            if mixed:
+                errors.append(f"{h['name']}: {', '.join(mixed)} set in kafka_server_properties but "
+                              "kafka_mode is zookeeper: these are KRaft settings; remove them (the "
+                              "role writes broker.id and zookeeper.connect in ZooKeeper mode, and the "
+                              "migration keys itself when kafka_zookeeper_migration is true).")
+        else:
+            mixed = sorted(k for k in ZOOKEEPER_KEYS if k in props)
+            if mixed:
+                errors.append(f"{h['name']}: {', '.join(mixed)} set in kafka_server_properties but "
+                              "kafka_mode is kraft: remove them; during a migration the role adds "
+                              "them to the controllers itself (kafka_zookeeper_migration: true).")
+    if mode == "zookeeper":
+        controllers = [h["name"] for h in _controllers(cluster)]
+        combined = [h["name"] for h in _controllers(cluster) if "broker" in h.get("roles", [])]
+        if combined:
+            errors.append(f"{_names(combined)}: in both kafka_broker and kafka_controller with "
+                          "kafka_mode zookeeper; a ZooKeeper-mode broker cannot be a KRaft "
+                          "controller (and a migration needs dedicated controllers): keep the "
+                          "brokers in kafka_broker only.")
+        elif controllers and not migration:
+            errors.append(f"{_names(controllers)}: in group kafka_controller but kafka_mode is "
+                          "zookeeper and no migration is under way: KRaft controllers have no "
+                          "place in a ZooKeeper cluster. Remove them from kafka_controller, or set "
+                          "kafka_zookeeper_migration: true to migrate to KRaft (docs/zookeeper.md).")
+    if migration:
+        bad = sorted({str(h.get("version")) for h in cluster["hosts"]
+                      if (_version(h.get("version")) or (0, 0)) < (3, 6)
+                      or (_version(h.get("version")) or (0, 0)) >= (4, 0)})
+        if bad:
+            errors.append(f"kafka_zookeeper_migration is true with kafka_version {', '.join(bad)}: "
+                          "migrate from Kafka 3.9.x (the migration is production-ready from 3.6, "
+                          "and 4.x has no ZooKeeper support to migrate from); upgrade to 3.9 first.")
+        if not _controllers(cluster):
+            errors.append("kafka_zookeeper_migration is true but group kafka_controller is empty: "
+                          "list the new KRaft controllers (3 or 5 dedicated hosts) under "
+                          "kafka_controller.")
+        if not int(cluster.get("zookeeper_count", 0)):
+            errors.append(f"kafka_zookeeper_migration is true but group "
+                          f"{cluster.get('zookeeper_group', 'zookeeper')} is empty: the migration "
+                          "reads the cluster from ZooKeeper; list the ensemble's hosts.")
+    return errors
+
+
 RULES: list[Callable[[Cluster], list[str]]] = [
-    check_roles, check_version_mode, check_quorum, check_node_ids, check_cluster_id,
+    check_roles, check_version_mode, check_mode_mixture, check_quorum, check_node_ids, check_cluster_id,
     check_replication, check_heap, check_listeners, check_log_dirs, check_message_sizes,
     check_topics,
 ]
@@ -411,7 +490,8 @@ def kafka_preflight_errors(cluster: Cluster) -> list[str]:
     node_id, stored_node_ids, stored_cluster_ids, listener_address, broker_port,
     controller_port, resolves {address: bool, what this host resolved}, data_dirs, heap_size, memtotal_mb, version,
     mode, properties {server.properties keys the user set, merged}), ``lab`` (bool),
-    ``topics`` (kafka_topics_list), ``cluster_id``, ``zookeeper_group``, ``zookeeper_count``.
+    ``topics`` (kafka_topics_list), ``cluster_id``, ``zookeeper_group``, ``zookeeper_count``,
+    ``mode`` (kafka_mode; default: from the hosts), ``migration`` (kafka_zookeeper_migration).
     """
     errors: list[str] = []
     for rule in RULES:
