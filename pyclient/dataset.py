@@ -119,19 +119,27 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         need = self.seq_len * self.batch_size
         header = {"version": STATE_VERSION, "topic": self.topic, "world_size": world,
                   "num_workers": nworkers, "num_partitions": nparts, "seq_len": self.seq_len}
+        docs = ntok = 0
         try:
             while True:
                 while len(buf) < need:
-                    recs = cons.consume(self.tokenize_batch, timeout=1.0)
+                    # Pull about as many documents as the batch still needs (at most
+                    # tokenize_batch), so that the leftover carried in the state stays small.
+                    avg = ntok // docs if docs else 256
+                    want = min(self.tokenize_batch, max(1, (need - len(buf)) // max(avg, 1) + 1))
+                    recs = cons.consume(want, timeout=1.0)
                     if not recs:
                         if cons.at_end():
                             return
                         continue
                     texts = [(r.value or b"").decode("utf-8", "replace") for r in recs]
+                    before = len(buf)
                     for ids in encode(texts):
                         buf.extend(ids)
                         if eos is not None:
                             buf.append(eos)
+                    docs += len(recs)
+                    ntok += len(buf) - before
                 chunk, buf = buf[:need], buf[need:]
                 L = self.seq_len
                 seqs = [chunk[i:i + L] for i in range(0, need, L)]

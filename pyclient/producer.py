@@ -96,7 +96,8 @@ class Ingestor:
                  checkpoint: str | Path | None = None, checkpoint_interval: float = 5.0,
                  dead_letter: str | Path | IO[bytes] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
-                 progress_interval: float = 0.5, flush_timeout: float = 300.0) -> None:
+                 progress_interval: float = 0.5, flush_timeout: float = 300.0,
+                 measure_latency: bool = False) -> None:
         self.backend = resolve(backend)
         self.topic = topic
         self.config = merged(PRODUCER_DEFAULTS, self.backend, bootstrap_servers, settings)
@@ -106,6 +107,9 @@ class Ingestor:
         self.progress_interval = progress_interval
         self.flush_timeout = flush_timeout
         self._dl_arg = dead_letter
+        #: Delivery latencies in seconds (produce() to acknowledgement), when measured. Costs
+        #: one Python callback per record, so it is off by default.
+        self.latencies: list[float] | None = [] if measure_latency else None
         self._stop = False
         self.report = IngestReport(topic)
         self._failed_since_ckpt = False
@@ -151,7 +155,8 @@ class Ingestor:
         total = sum(inp.os.path.getsize(f) for f in files if f != inp.STDIN)
         own_dl = isinstance(self._dl_arg, (str, Path))
         self._dl = open(self._dl_arg, "ab") if own_dl else self._dl_arg  # type: ignore[arg-type]
-        prod = make_producer(self.config, self._on_error, self.backend)
+        prod = make_producer(self.config, self._on_error, self.backend,
+                             self.latencies.append if self.latencies is not None else None)
         r, t0 = self.report, time.perf_counter()
         self._last_ckpt = self._last_prog = time.monotonic()
         done_bytes = 0

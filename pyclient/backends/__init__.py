@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from .base import (AdminBackend, BrokerInfo, ClusterInfo, ConsumerBackend, ErrorCallback,
-                   Headers, KafkaKitError, PartitionInfo, ProducerBackend, Record, TopicPartition)
+                   Headers, KafkaKitError, LatencyCallback, PartitionInfo, ProducerBackend,
+                   Record, TopicPartition)
 
 BACKENDS = ("confluent", "kafka-python")
 #: Environment variable that picks the backend when the caller passes none.
@@ -34,8 +35,9 @@ def _module(name: str | None) -> Any:
 
 
 def make_producer(config: dict[str, Any], on_error: ErrorCallback,
-                  backend: str | None = None) -> ProducerBackend:
-    return _module(backend).Producer(config, on_error)  # type: ignore[no-any-return]
+                  backend: str | None = None,
+                  on_latency: LatencyCallback | None = None) -> ProducerBackend:
+    return _module(backend).Producer(config, on_error, on_latency)  # type: ignore[no-any-return]
 
 
 def make_consumer(config: dict[str, Any], backend: str | None = None) -> ConsumerBackend:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
+from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError, LatencyCallback,
                    PartitionInfo, Record, RebalanceCallback, RevokeCallback,
                    TopicPartition)
 
@@ -32,13 +32,12 @@ def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0) -> T:
             time.sleep(0.2)
 
 
-def _hdr(h: Any) -> Headers | None:
-    return [(k, v if isinstance(v, bytes) else b"") for k, v in h] if h else None
-
-
 class Producer:
-    def __init__(self, config: dict[str, Any], on_error: ErrorCallback) -> None:
-        self._on_error = on_error
+    def __init__(self, config: dict[str, Any], on_error: ErrorCallback,
+                 on_latency: LatencyCallback | None = None) -> None:
+        self._on_error, self._on_latency = on_error, on_latency
+        if on_latency is not None:  # success reports are needed to see latencies
+            config = {**config, "delivery.report.only.error": False}
         self._p = ck.Producer(config)
         cb, raw = self._delivered, self._p.produce
 
@@ -53,6 +52,8 @@ class Producer:
     def _delivered(self, headers: Headers | None, err: Any, msg: Any) -> None:
         if err is not None:
             self._on_error(f"{err.name()}: {err.str()}", msg.key(), headers)
+        elif self._on_latency is not None:
+            self._on_latency(msg.latency())
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._p.poll(timeout))
@@ -95,7 +96,7 @@ class Consumer:
                     raise KafkaKitError(f"consume: {err.name()}: {err.str()}")
                 continue
             out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                              _hdr(m.headers()), m.timestamp()[1]))
+                              m.headers(), m.timestamp()[1]))
         return out
 
     def pause(self, parts: Sequence[TopicPartition]) -> None:

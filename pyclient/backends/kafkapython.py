@@ -18,7 +18,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
-from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError,
+from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitError, LatencyCallback,
                    PartitionInfo, Record, RebalanceCallback, RevokeCallback,
                    TopicPartition)
 
@@ -53,8 +53,9 @@ def translate(config: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
 
 
 class Producer:
-    def __init__(self, config: dict[str, Any], on_error: ErrorCallback) -> None:
-        self._on_error = on_error
+    def __init__(self, config: dict[str, Any], on_error: ErrorCallback,
+                 on_latency: LatencyCallback | None = None) -> None:
+        self._on_error, self._on_latency = on_error, on_latency
         self._p = kafka.KafkaProducer(**translate(config, kafka.KafkaProducer.DEFAULT_CONFIG))
         self._lock = threading.Lock()
         self.pending = 0
@@ -67,12 +68,14 @@ class Producer:
             raise BufferError(str(e)) from e
         with self._lock:
             self.pending += 1
-        fut.add_callback(self._done)
+        fut.add_callback(self._done, time.perf_counter())
         fut.add_errback(self._failed, key, headers)
 
-    def _done(self, _md: Any) -> None:
+    def _done(self, t0: float, _md: Any) -> None:
         with self._lock:
             self.pending -= 1
+        if self._on_latency is not None:
+            self._on_latency(time.perf_counter() - t0)
 
     def _failed(self, key: bytes | None, headers: Headers | None, exc: Exception) -> None:
         with self._lock:

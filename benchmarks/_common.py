@@ -1,0 +1,122 @@
+"""Shared pieces of the benchmarks: corpus generation, child-process runs with peak RSS,
+the table and the PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_corpus(path: Path, records: int, size: int, jsonl: bool = False, seed: int = 7) -> Path:
+    """Text-like lines of exactly ``size`` bytes (JSONL: the ``text`` field), compressible like
+    a real corpus (random words from a fixed vocabulary), written once and reused."""
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    rnd = random.Random(seed)
+    vocab = ["".join(rnd.choices("abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 10)))
+             for _ in range(20000)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        for i in range(records):
+            words, n = [], 0
+            while n < size:
+                w = rnd.choice(vocab)
+                words.append(w)
+                n += len(w) + 1
+            text = " ".join(words)[: size - 12]
+            text = f"{i:010d} {text}"
+            f.write((json.dumps({"text": text}) if jsonl else text) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def run_child(args: list[str], timeout: float = 1800) -> tuple[dict[str, Any], int, float]:
+    """Run a contender in its own process; return (its JSON on the last stdout line, its own
+    peak RSS in KiB from wait4(), wall seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    out_b: list[str] = []
+    err_b: list[str] = []
+
+    def pump(src: Any, dst: list[str]) -> None:
+        dst.append(src.read())
+
+    ts = [threading.Thread(target=pump, args=(proc.stdout, out_b)),
+          threading.Thread(target=pump, args=(proc.stderr, err_b))]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+        time.sleep(0.05)
+    for t in ts:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    out, err = "".join(out_b), "".join(err_b)
+    lines = [x for x in out.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(args[:4])} failed ({proc.returncode}): {err[-3000:]}")
+    return json.loads(lines[-1]), ru.ru_maxrss, wall
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
+    """Plain-text table; ``cols`` are (key, header, format)."""
+    head = [h for _, h, _ in cols]
+    body = [[("-" if r.get(k) is None else format(r[k], f)) for k, _, f in cols] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda xs: "  ".join(x.rjust(w) if i else x.ljust(w)  # noqa: E731
+                                for i, (x, w) in enumerate(zip(xs, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def chart(path: Path, title: str, rows: list[dict[str, Any]], metrics: list[tuple[str, str]]) -> bool:
+    """One horizontal bar panel per metric; returns False when matplotlib is missing
+    (``pip install 'pyclient[bench]'``)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [r["name"] for r in rows]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.6 * len(rows) + 1.6))
+    for ax, (key, label) in zip(axes if len(metrics) > 1 else [axes], metrics):
+        vals = [float(r.get(key) or 0) for r in rows]
+        ax.barh(names, vals, color="#4c72b0")
+        ax.set_title(label, fontsize=10)
+        ax.invert_yaxis()
+        for i, v in enumerate(vals):
+            ax.text(v, i, f" {v:,.3g}", va="center", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def python() -> str:
+    return sys.executable

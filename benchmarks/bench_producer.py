@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Producer benchmark: pyclient vs the reference article's loop vs kafka-python vs Kafka's
+own Java ProducerPerformance, same corpus, same topic settings.
+
+Each contender runs in its own process (peak RSS from wait4) against a fresh topic with
+``--partitions`` partitions and ``--replication-factor`` replicas; every record is 1 KiB of
+text-like data (``--record-size``), acks=all, lz4. Prints a table (records/s, MB/s, p50/p99
+delivery latency, peak RSS, ratio to the article's loop and to the Java tool) and writes
+JSON and a PNG chart.
+
+  python benchmarks/bench_producer.py --bootstrap-servers H1:9092,H2:9092,H3:9092
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import REPO, chart, make_corpus, percentile, run_child, table  # noqa: E402
+
+CONTENDERS = ("article", "pyclient", "pyclient-kafka-python", "java")
+
+
+def child_article(a: argparse.Namespace) -> dict[str, Any]:
+    """The article's loop: json.dumps per line, produce + poll(0), a print per delivery."""
+    import confluent_kafka as ck
+
+    lat: list[float] = []
+    out = open(os.devnull, "w")  # the article prints every delivery; keep the cost, drop the text
+
+    def delivery_report(err: Any, msg: Any) -> None:
+        if err is not None:
+            print(f"Message delivery failed: {err}", file=out)
+        else:
+            lat.append(msg.latency())
+            print(f"Message delivered to {msg.topic()} [{msg.partition()}]", file=out)
+
+    p = ck.Producer({"bootstrap.servers": a.bootstrap_servers, "batch.size": 16384,
+                     "linger.ms": 10, "compression.type": "lz4", "acks": "all"})
+    t0 = time.perf_counter()
+    n = nbytes = 0
+    with open(a.corpus) as f:
+        for line in f:
+            value = json.dumps({"text": line.strip()})
+            p.produce(a.topic, value.encode("utf-8"), callback=delivery_report)
+            p.poll(0)
+            n += 1
+            nbytes += len(line) - 1
+    p.flush()
+    dt = time.perf_counter() - t0
+    return {"records": n, "bytes": nbytes, "seconds": dt, "latencies": _lat_summary(lat)}
+
+
+def child_pyclient(a: argparse.Namespace, backend: str) -> dict[str, Any]:
+    from pyclient.producer import Ingestor
+
+    ing = Ingestor(a.bootstrap_servers, a.topic, backend=backend, measure_latency=True,
+                   settings=dict(x.split("=", 1) for x in a.X))
+    r = ing.run([a.corpus], "text")
+    if not r.ok:
+        raise SystemExit(f"undelivered: {r.failures_by_reason}")
+    return {"records": r.produced, "bytes": r.bytes_produced, "seconds": r.elapsed_s,
+            "latencies": _lat_summary(ing.latencies or [])}
+
+
+def _lat_summary(lat: list[float]) -> dict[str, float]:
+    return {"p50_ms": percentile(lat, 0.5) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3}
+
+
+def run_java(a: argparse.Namespace, topic: str) -> dict[str, Any]:
+    """org.apache.kafka.tools.ProducerPerformance with the same records (payload file)."""
+    sys.path.insert(0, str(REPO / "tests" / "pyclient"))
+    from _broker import kafka_home
+
+    home = Path(a.kafka_home) if a.kafka_home else kafka_home()
+    args = ["java", "-Xmx1g", "-cp", f"{home}/libs/*",
+            "-Dlog4j2.configurationFile=" + str(_quiet_log4j()),
+            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+            "--num-records", str(a.records), "--throughput", "-1",
+            "--payload-file", str(a.corpus), "--producer-props",
+            f"bootstrap.servers={a.bootstrap_servers}", "acks=all", "compression.type=lz4",
+            "linger.ms=20", "batch.size=1048576", "enable.idempotence=true",
+            "buffer.memory=268435456"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=1800)
+    _, status, ru = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    wall = time.perf_counter() - t0
+    m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "
+                  r"latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th",
+                  out)
+    if not m:
+        raise RuntimeError(f"ProducerPerformance output not understood:\n{out[-3000:]}")
+    n, rps, mbs = int(m[1]), float(m[2]), float(m[3])
+    return {"name": "java ProducerPerformance", "records_s": rps, "mb_s": mbs * 1.048576,
+            "p50_ms": float(m[6]), "p99_ms": float(m[8]), "rss_mib": None, "wall_s": wall,
+            "records": n, "note": "MB/s converted from MiB/s; RSS of the JVM not measured"}
+
+
+def _quiet_log4j() -> Path:
+    p = REPO / ".cache" / "bench" / "log4j2-warn.properties"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("rootLogger.level = WARN\nappender.c.type = Console\nappender.c.name = C\n"
+                 "appender.c.target = SYSTEM_ERR\nappender.c.layout.type = PatternLayout\n"
+                 "appender.c.layout.pattern = %m%n\nrootLogger.appenderRef.c.ref = C\n")
+    return p
+
+
+def new_topic(a: argparse.Namespace, name: str) -> str:
+    from pyclient.admin import Admin
+
+    topic = f"bench-{name}-{int(time.time())}"
+    with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
+        admin.ensure_topic(topic, a.partitions, a.replication_factor,
+                           {"min.insync.replicas": str(min(2, a.replication_factor))})
+    time.sleep(1.0)  # leaders elected everywhere
+    return topic
+
+
+def delete_topic(a: argparse.Namespace, topic: str) -> None:
+    from pyclient.admin import Admin
+
+    with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
+        admin.delete_topic(topic)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap-servers", "-b", required=True)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--record-size", type=int, default=1024)
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--replication-factor", type=int, default=3)
+    ap.add_argument("--only", action="append", choices=CONTENDERS, default=None)
+    ap.add_argument("--kafka-home", default=None, help="distribution with libs/ (default: the cached one)")
+    ap.add_argument("--out", default=str(REPO / ".cache" / "bench"), help="JSON + PNG go here")
+    ap.add_argument("-X", action="append", default=[], help="extra pyclient producer setting")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.child:
+        res = (child_article(a) if a.child == "article" else
+               child_pyclient(a, "kafka-python" if a.child.endswith("kafka-python") else "confluent"))
+        print(json.dumps(res))
+        return 0
+
+    out = Path(a.out)
+    corpus = make_corpus(out / f"corpus-{a.records}x{a.record_size}.txt", a.records, a.record_size)
+    rows = []
+    for name in a.only or CONTENDERS:
+        topic = new_topic(a, name.replace("-", ""))
+        try:
+            if name == "java":
+                a.corpus = corpus
+                rows.append(run_java(a, topic))
+                continue
+            res, rss, wall = run_child([sys.executable, __file__, "--child", name, "--topic", topic,
+                                        "--corpus", str(corpus), "-b", a.bootstrap_servers,
+                                        *sum((["-X", x] for x in a.X), [])])
+            rows.append({"name": name, "records_s": res["records"] / res["seconds"],
+                         "mb_s": res["bytes"] / res["seconds"] / 1e6, **res["latencies"],
+                         "rss_mib": rss / 1024, "wall_s": wall, "records": res["records"]})
+        finally:
+            delete_topic(a, topic)
+        print(f"  {name}: {rows[-1]['mb_s']:.1f} MB/s", file=sys.stderr)
+    base = next((r for r in rows if r["name"] == "article"), None)
+    java = next((r for r in rows if r["name"].startswith("java")), None)
+    for r in rows:
+        r["x_article"] = r["records_s"] / base["records_s"] if base else None
+        r["x_java"] = r["records_s"] / java["records_s"] if java else None
+    cols = [("name", "contender", "s"), ("records_s", "records/s", ",.0f"), ("mb_s", "MB/s", ".1f"),
+            ("p50_ms", "p50 ms", ".1f"), ("p99_ms", "p99 ms", ".1f"), ("rss_mib", "peak RSS MiB", ".0f"),
+            ("x_article", "x article", ".2f"), ("x_java", "x java", ".2f")]
+    print(f"producer: {a.records:,} records x {a.record_size} B, RF={a.replication_factor}, "
+          f"{a.partitions} partitions, acks=all, lz4, {a.bootstrap_servers}")
+    print(table(rows, cols))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"producer-{stamp}.json").write_text(json.dumps({"args": {k: v for k, v in vars(a).items()
+                                                                     if k not in ("child",)},
+                                                             "rows": rows}, indent=2, default=str))
+    png = out / f"producer-{stamp}.png"
+    if chart(png, "producer: records/s, MB/s, p99 latency", rows,
+             [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms")]):
+        print(f"chart: {png}")
+    else:
+        print("chart skipped: pip install 'pyclient[bench]' (matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
