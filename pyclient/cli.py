@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
-from typing import Any
 
-from .backends import BACKENDS
+from . import cli_io
+from .backends import BACKENDS, KafkaKitError
+from .checkpoint import CheckpointMismatch
 from .config import parse_settings
 
 
@@ -70,17 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_smoke)
 
-    _add_more(sub)
-    return ap
-
-
-def _add_more(sub: Any) -> None:
-    """Hook for the produce/consume commands (added below when present)."""
-    try:
-        from . import cli_io
-    except ImportError:
-        return
     cli_io.add_commands(sub, _common)
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         return int(a.func(a))
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # bad usage: settings, paths, layout
         print(f"pyclient: {e}", file=sys.stderr)
         return 2
+    except (CheckpointMismatch, KafkaKitError) as e:
+        print(f"pyclient: {e}", file=sys.stderr)
+        return 1
 
-
-__all__ = ["main", "build_parser", "asdict"]

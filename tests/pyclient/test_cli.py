@@ -112,3 +112,13 @@ def test_sigkill_resume_loses_nothing(bootstrap: str, topic_name: str, tmp_path:
     assert len(counts) == N  # every line is there
     dup_lines = [int(v.split()[0][5:]) + 1 for v, c in counts.items() if c > 1]
     assert all(n > line for n in dup_lines)  # repeats only after the checkpoint
+
+
+def test_usage_errors(bootstrap: str, tmp_path: Path) -> None:
+    r = pyclient("produce", "-b", bootstrap, "-t", "x", str(tmp_path / "none-*.txt"))
+    assert r.returncode == 2 and "no input matches" in r.stderr
+    f, ck = tmp_path / "a.txt", tmp_path / "ck.json"
+    f.write_text("one\n")
+    ck.write_text(json.dumps({"version": 1, "topic": "other", "inputs": []}))
+    r = pyclient("produce", "-b", bootstrap, "-t", "x", str(f), "--checkpoint", str(ck))
+    assert r.returncode == 1 and "checkpoint for topic 'other'" in r.stderr
