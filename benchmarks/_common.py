@@ -40,12 +40,13 @@ def make_corpus(path: Path, records: int, size: int, jsonl: bool = False, seed: 
     return path
 
 
-def run_child(args: list[str], timeout: float = 1800) -> tuple[dict[str, Any], int, float]:
-    """Run a contender in its own process; return (its JSON on the last stdout line, its own
-    peak RSS in KiB from wait4(), wall seconds)."""
+def run_proc(args: list[str], timeout: float = 1800,
+             env: dict[str, str] | None = None) -> tuple[str, str, Any, float]:
+    """Run ``args``, reaping the child with wait4() so that its own resource usage is known;
+    return (stdout, stderr, rusage, wall seconds). Raises on a non-zero exit."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env=env or {**os.environ, "PYTHONPATH": str(REPO)})
     out_b: list[str] = []
     err_b: list[str] = []
 
@@ -67,12 +68,20 @@ def run_child(args: list[str], timeout: float = 1800) -> tuple[dict[str, Any], i
     for t in ts:
         t.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
     out, err = "".join(out_b), "".join(err_b)
-    lines = [x for x in out.splitlines() if x.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])} failed ({proc.returncode}): {err[-3000:]}")
-    return json.loads(lines[-1]), ru.ru_maxrss, wall
+    return out, err, ru, time.perf_counter() - t0
+
+
+def run_child(args: list[str], timeout: float = 1800) -> tuple[dict[str, Any], Any, float]:
+    """Run a contender; return (its JSON on the last stdout line, its rusage, wall seconds).
+    ``ru_maxrss`` is its peak RSS in KiB, ``ru_utime + ru_stime`` its CPU seconds."""
+    out, err, ru, wall = run_proc(args, timeout)
+    lines = [x for x in out.splitlines() if x.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{' '.join(args[:4])} printed no result: {err[-3000:]}")
+    return json.loads(lines[-1]), ru, wall
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -131,12 +131,13 @@ def main() -> int:
             common += ["--backend", a.backend]
         rows = []
         for name in ("file", "kafka"):
-            res, rss, wall = run_child([sys.executable, __file__, "--child", name, *common])
+            res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
             rows.append({"name": f"{name} ({'local JSONL' if name == 'file' else 'pyclient dataset'})",
                          "tokens_s": res["tokens"] / res["seconds"], "tokens": res["tokens"],
                          "batches": res["batches"], "seconds": res["seconds"],
                          "mb_s": a.records * a.record_size / res["seconds"] / 1e6,
-                         "rss_mib": rss / 1024, "wall_s": wall})
+                         "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall,
+                         "cpu_s": ru.ru_utime + ru.ru_stime})
     finally:
         with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
             admin.delete_topic(topic)
@@ -146,7 +147,8 @@ def main() -> int:
           f"{a.replication_factor}, seq_len {a.seq_len}, batch {a.batch_size}, {a.bootstrap_servers}")
     print(table(rows, [("name", "pipeline", "s"), ("tokens_s", "tokens/s", ",.0f"),
                        ("mb_s", "MB/s", ".1f"), ("batches", "batches", "d"),
-                       ("rss_mib", "peak RSS MiB", ".0f"), ("x_file", "x file", ".2f")]))
+                       ("rss_mib", "peak RSS MiB", ".0f"), ("cpu_s", "CPU s", ".1f"),
+                       ("x_file", "x file", ".2f")]))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"feed-{stamp}.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2,
                                                        default=str))

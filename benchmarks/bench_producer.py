@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, chart, make_corpus, percentile, run_child, table  # noqa: E402
+from _common import REPO, chart, make_corpus, percentile, run_child, run_proc, table  # noqa: E402
 
 CONTENDERS = ("article", "pyclient", "pyclient-kafka-python", "java")
 
@@ -90,20 +89,20 @@ def run_java(a: argparse.Namespace, topic: str) -> dict[str, Any]:
             f"bootstrap.servers={a.bootstrap_servers}", "acks=all", "compression.type=lz4",
             "linger.ms=20", "batch.size=1048576", "enable.idempotence=true",
             "buffer.memory=268435456"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=1800)
-    _, status, ru = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-    wall = time.perf_counter() - t0
+    out, err, ru, wall = run_proc(args, env=dict(os.environ))
+    out += err
     m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "
                   r"latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th",
                   out)
     if not m:
         raise RuntimeError(f"ProducerPerformance output not understood:\n{out[-3000:]}")
     n, rps, mbs = int(m[1]), float(m[2]), float(m[3])
+    cpu = ru.ru_utime + ru.ru_stime
     return {"name": "java ProducerPerformance", "records_s": rps, "mb_s": mbs * 1.048576,
-            "p50_ms": float(m[6]), "p99_ms": float(m[8]), "rss_mib": None, "wall_s": wall,
-            "records": n, "note": "MB/s converted from MiB/s; RSS of the JVM not measured"}
+            "p50_ms": float(m[6]), "p99_ms": float(m[8]), "rss_mib": ru.ru_maxrss / 1024,
+            "wall_s": wall, "records": n, "cpu_s": cpu,
+            "mb_per_cpu_s": n * a.record_size / 1e6 / cpu,
+            "note": "MB/s converted from the tool's MiB/s; CPU and RSS include JVM start-up"}
 
 
 def _quiet_log4j() -> Path:
@@ -165,12 +164,14 @@ def main() -> int:
                 a.corpus = corpus
                 rows.append(run_java(a, topic))
                 continue
-            res, rss, wall = run_child([sys.executable, __file__, "--child", name, "--topic", topic,
+            res, ru, wall = run_child([sys.executable, __file__, "--child", name, "--topic", topic,
                                         "--corpus", str(corpus), "-b", a.bootstrap_servers,
                                         *sum((["-X", x] for x in a.X), [])])
             rows.append({"name": name, "records_s": res["records"] / res["seconds"],
                          "mb_s": res["bytes"] / res["seconds"] / 1e6, **res["latencies"],
-                         "rss_mib": rss / 1024, "wall_s": wall, "records": res["records"]})
+                         "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall, "records": res["records"],
+                         "cpu_s": ru.ru_utime + ru.ru_stime,
+                         "mb_per_cpu_s": res["bytes"] / 1e6 / (ru.ru_utime + ru.ru_stime)})
         finally:
             delete_topic(a, topic)
         print(f"  {name}: {rows[-1]['mb_s']:.1f} MB/s", file=sys.stderr)
@@ -181,6 +182,7 @@ def main() -> int:
         r["x_java"] = r["records_s"] / java["records_s"] if java else None
     cols = [("name", "contender", "s"), ("records_s", "records/s", ",.0f"), ("mb_s", "MB/s", ".1f"),
             ("p50_ms", "p50 ms", ".1f"), ("p99_ms", "p99 ms", ".1f"), ("rss_mib", "peak RSS MiB", ".0f"),
+            ("cpu_s", "client CPU s", ".1f"), ("mb_per_cpu_s", "MB/CPU-s", ".1f"),
             ("x_article", "x article", ".2f"), ("x_java", "x java", ".2f")]
     print(f"producer: {a.records:,} records x {a.record_size} B, RF={a.replication_factor}, "
           f"{a.partitions} partitions, acks=all, lz4, {a.bootstrap_servers}")
@@ -191,7 +193,8 @@ def main() -> int:
                                                              "rows": rows}, indent=2, default=str))
     png = out / f"producer-{stamp}.png"
     if chart(png, "producer: records/s, MB/s, p99 latency", rows,
-             [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms")]):
+             [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms"),
+              ("mb_per_cpu_s", "MB per client CPU-second")]):
         print(f"chart: {png}")
     else:
         print("chart skipped: pip install 'pyclient[bench]' (matplotlib)")
