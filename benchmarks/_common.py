@@ -118,7 +118,7 @@ def chart(path: Path, title: str, rows: list[dict[str, Any]], metrics: list[tupl
         ax.set_title(label, fontsize=10)
         ax.invert_yaxis()
         for i, v in enumerate(vals):
-            ax.text(v, i, f" {v:,.3g}", va="center", fontsize=8)
+            ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=8)
         ax.tick_params(labelsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
