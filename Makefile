@@ -70,8 +70,14 @@ test-unit:
 lint:
 	$(BIN)/ansible-lint --profile production
 
+# Scenarios: default (3 combined KRaft hosts + rolling-change tests), os_tuning, cluster
+# (10 brokers + 3 dedicated controllers over SSH).
+MOLECULE_SCENARIOS ?= default os_tuning cluster
 test-molecule:
-	$(BIN)/molecule test -s default
+	@for s in $(MOLECULE_SCENARIOS); do \
+	  echo "== molecule test -s $$s"; \
+	  tools/peak-mem $(BIN)/molecule test -s $$s || exit 1; \
+	done
 
 clean: lab-down
 	-podman image rm localhost/kafka-kit-base:bookworm
