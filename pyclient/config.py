@@ -48,6 +48,9 @@ CONSUMER_DEFAULTS: dict[str, dict[str, Any]] = {
         # Python consume() call busy with thousands of records.
         "max.partition.fetch.bytes": 8388608,
         "fetch.max.bytes": 67108864,
+        # librdkafka's prefetch queue per partition: 16 MiB (default 64 MiB) bounds the
+        # memory of a reader with many partitions; still seconds of training data.
+        "queued.max.messages.kbytes": 16384,
     },
     "kafka-python": {
         "enable.auto.commit": False,

@@ -21,8 +21,9 @@ from typing import Any
 from .backends import Record, make_consumer, resolve
 from .config import CONSUMER_DEFAULTS, merged
 
-#: Pause a partition's fetching above this many buffered records, resume below half.
-HIGH_WATER = 20000
+#: Pause a partition's fetching above this many buffered records, resume below half
+#: (5000 x 1 KiB records = 5 MiB per partition on top of librdkafka's own prefetch queue).
+HIGH_WATER = 5000
 
 
 def split_partitions(partitions: list[int], reader: int, readers: int) -> list[int]:

@@ -130,6 +130,10 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                     recs = cons.consume(want, timeout=1.0)
                     if not recs:
                         if cons.at_end():
+                            # The end: the state now also covers records read after the
+                            # last batch (their tokens are all in the leftover).
+                            self._last = snapshot(cons, reader, buf)
+                            self._header = header
                             return
                         continue
                     texts = [(r.value or b"").decode("utf-8", "replace") for r in recs]
@@ -143,9 +147,7 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                 chunk, buf = buf[:need], buf[need:]
                 L = self.seq_len
                 seqs = [chunk[i:i + L] for i in range(0, need, L)]
-                state = {**header, "readers": {str(reader): {
-                    "offsets": {str(p): o for p, o in cons.positions.items()},
-                    "next_partition": cons.next_partition, "tokens": list(buf)}}}
+                state = {**header, "readers": snapshot(cons, reader, buf)}
                 self._last = state["readers"]
                 self._header = header
                 yield {"input_ids": torch.tensor(seqs) if torch is not None else seqs,
@@ -168,6 +170,13 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         if state and state.get("topic") != self.topic:
             raise LayoutError(f"state is for topic {state.get('topic')!r}, not {self.topic!r}")
         self._loaded = state or None
+
+
+def snapshot(cons: FeedConsumer, reader: int, buf: list[int]) -> dict[str, Any]:
+    """The state of one reader: offsets after the records tokenized, round-robin position,
+    tokens not yet yielded."""
+    return {str(reader): {"offsets": {str(p): o for p, o in cons.positions.items()},
+                          "next_partition": cons.next_partition, "tokens": list(buf)}}
 
 
 class FeedState:
