@@ -163,11 +163,13 @@ def _ready(bootstrap: str) -> bool:
 
 
 if __name__ == "__main__":
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait() only
     wd = Path(tempfile.mkdtemp(prefix="kafka-kit-broker-"))
     b = start_broker(wd, heap=os.environ.get("KAFKA_HEAP", "1g"))
     print(f"bootstrap.servers={b.bootstrap} workdir={wd}", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         b.stop()
         shutil.rmtree(wd, ignore_errors=True)
