@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule test-migration lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -42,6 +42,7 @@ venv: $(VENV)/.installed
 
 dist:
 	tools/build-kafka-dist $(KAFKA_VERSION)
+	tools/build-kafka-dist 3.9.2
 
 image:
 	tools/build-lab-image
@@ -71,13 +72,17 @@ lint:
 	$(BIN)/ansible-lint --profile production
 
 # Scenarios: default (3 combined KRaft hosts + rolling-change tests), os_tuning, cluster
-# (10 brokers + 3 dedicated controllers over SSH).
-MOLECULE_SCENARIOS ?= default os_tuning cluster
+# (10 brokers + 3 dedicated controllers over SSH), zookeeper (Kafka 3.9 + ZooKeeper ensemble).
+# The ZooKeeper -> KRaft migration scenario (about 20 minutes) runs with `make test-migration`.
+MOLECULE_SCENARIOS ?= default os_tuning cluster zookeeper
 test-molecule:
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; \
 	  tools/peak-mem $(BIN)/molecule test -s $$s || exit 1; \
 	done
+
+test-migration: deps
+	tools/peak-mem $(BIN)/molecule test -s migration
 
 clean: lab-down
 	-podman image rm localhost/kafka-kit-base:bookworm
