@@ -129,3 +129,16 @@ def chart(path: Path, title: str, rows: list[dict[str, Any]], metrics: list[tupl
 
 def python() -> str:
     return sys.executable
+
+
+def save_results(out: Path, prefix: str, args: dict[str, Any], rows: list[dict[str, Any]],
+                 title: str, metrics: list[tuple[str, str]]) -> None:
+    """Write <prefix>-<time>.json (arguments and rows) and, with matplotlib, a PNG chart."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"{prefix}-{stamp}.json").write_text(json.dumps({"args": args, "rows": rows}, indent=2,
+                                                           default=str))
+    png = out / f"{prefix}-{stamp}.png"
+    if chart(png, title, rows, metrics):
+        print(f"chart: {png}")
+    else:
+        print("chart skipped: pip install 'pyclient[bench]' (matplotlib)")

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, chart, make_corpus, run_child, table  # noqa: E402
+from _common import REPO, make_corpus, run_child, save_results, table  # noqa: E402
 
 
 def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
@@ -149,14 +149,8 @@ def main() -> int:
                        ("mb_s", "MB/s", ".1f"), ("batches", "batches", "d"),
                        ("rss_mib", "peak RSS MiB", ".0f"), ("cpu_s", "CPU s", ".1f"),
                        ("x_file", "x file", ".2f")]))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"feed-{stamp}.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2,
-                                                       default=str))
-    png = out / f"feed-{stamp}.png"
-    if chart(png, "training feed: tokens/s", rows, [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")]):
-        print(f"chart: {png}")
-    else:
-        print("chart skipped: pip install 'pyclient[bench]' (matplotlib)")
+    save_results(out, "feed", vars(a), rows, "training feed: tokens/s",
+                 [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")])
     return 0
 
 

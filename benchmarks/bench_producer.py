@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, chart, make_corpus, percentile, run_child, run_proc, table  # noqa: E402
+from _common import REPO, make_corpus, percentile, run_child, run_proc, save_results, table  # noqa: E402
 
 CONTENDERS = ("article", "pyclient", "pyclient-kafka-python", "java")
 
@@ -195,17 +195,10 @@ def main() -> int:
     print(f"producer: {a.records:,} records x {a.record_size} B, RF={a.replication_factor}, "
           f"{a.partitions} partitions, acks=all, lz4, {a.bootstrap_servers}")
     print(table(rows, cols))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"producer-{stamp}.json").write_text(json.dumps({"args": {k: v for k, v in vars(a).items()
-                                                                     if k not in ("child",)},
-                                                             "rows": rows}, indent=2, default=str))
-    png = out / f"producer-{stamp}.png"
-    if chart(png, "producer: records/s, MB/s, p99 latency", rows,
-             [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms"),
-              ("mb_per_cpu_s", "MB per client CPU-second")]):
-        print(f"chart: {png}")
-    else:
-        print("chart skipped: pip install 'pyclient[bench]' (matplotlib)")
+    save_results(out, "producer", {k: v for k, v in vars(a).items() if k != "child"}, rows,
+                 "producer: records/s, MB/s, p99 latency",
+                 [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms"),
+                  ("mb_per_cpu_s", "MB per client CPU-second")])
     return 0
 
 
