@@ -23,8 +23,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .consumer import FeedConsumer, reader_index, split_partitions
-from .tokenize import ByteTokenizer, as_encoder, eos_of
+from .consumer import CHUNK, FeedConsumer, reader_index, split_partitions
+from .tokenize import ByteTokenizer, as_value_encoder, eos_of
 
 try:  # torch stays optional
     import torch
@@ -68,7 +68,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                  rank: int | None = None, world_size: int | None = None,
                  worker_id: int | None = None, num_workers: int | None = None,
                  settings: dict[str, Any] | None = None, backend: str | None = None,
-                 stop_at_end: bool = True, tokenize_batch: int = 64) -> None:
+                 stop_at_end: bool = True, tokenize_batch: int = 64,
+                 chunk: int = CHUNK) -> None:
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.seq_len, self.batch_size = seq_len, batch_size
         self.tokenizer = tokenizer if tokenizer is not None else ByteTokenizer()
@@ -76,7 +77,7 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         self._rank, self._world = rank, world_size
         self._worker_id, self._num_workers = worker_id, num_workers
         self.settings, self.backend = dict(settings or {}), backend
-        self.stop_at_end, self.tokenize_batch = stop_at_end, tokenize_batch
+        self.stop_at_end, self.tokenize_batch, self.chunk = stop_at_end, tokenize_batch, chunk
         self._loaded: dict[str, Any] | None = None
         self._last: dict[str, dict[str, Any]] = {}
 
@@ -113,12 +114,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         st = resume_state(self._loaded, reader, world, nworkers, nparts, mine)
         cons = FeedConsumer(self.bootstrap_servers, self.topic, settings=self.settings,
                             backend=self.backend, partitions=mine, start=st["offsets"],
-                            stop_at_end=self.stop_at_end, next_partition=st["next_partition"])
-        encode, eos = as_encoder(self.tokenizer), self.eos_id
+                            stop_at_end=self.stop_at_end, next_partition=st["next_partition"],
+                            meta=False, chunk=self.chunk)
+        encode, eos = as_value_encoder(self.tokenizer), self.eos_id
         buf: list[int] = list(st["tokens"])
         need = self.seq_len * self.batch_size
         header = {"version": STATE_VERSION, "topic": self.topic, "world_size": world,
-                  "num_workers": nworkers, "num_partitions": nparts, "seq_len": self.seq_len}
+                  "num_workers": nworkers, "num_partitions": nparts, "seq_len": self.seq_len,
+                  "chunk": self.chunk}
         docs = ntok = 0
         try:
             while True:
@@ -136,17 +139,16 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                             self._header = header
                             return
                         continue
-                    texts = [(r.value or b"").decode("utf-8", "replace") for r in recs]
                     before = len(buf)
-                    for ids in encode(texts):
+                    for ids in encode([r.value or b"" for r in recs]):
                         buf.extend(ids)
                         if eos is not None:
                             buf.append(eos)
                     docs += len(recs)
                     ntok += len(buf) - before
-                chunk, buf = buf[:need], buf[need:]
+                block, buf = buf[:need], buf[need:]
                 L = self.seq_len
-                seqs = [chunk[i:i + L] for i in range(0, need, L)]
+                seqs = [block[i:i + L] for i in range(0, need, L)]
                 state = {**header, "readers": snapshot(cons, reader, buf)}
                 self._last = state["readers"]
                 self._header = header

@@ -17,6 +17,10 @@ class ByteTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [list(t.encode("utf-8", "surrogatepass")) for t in texts]
 
+    def encode_values(self, values: list[bytes]) -> list[list[int]]:
+        """Record values (UTF-8 bytes) straight to ids: no decode/encode round trip."""
+        return [list(v) for v in values]
+
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", "replace")
 
@@ -40,6 +44,19 @@ def as_encoder(tokenizer: Any) -> Encoder:
             return list(out["input_ids"]) if isinstance(out, dict) or hasattr(out, "keys") else out
         return call
     raise TypeError(f"unsupported tokenizer {type(tokenizer).__name__}")
+
+
+def as_value_encoder(tokenizer: Any) -> Callable[[list[bytes]], list[list[int]]]:
+    """Like :func:`as_encoder`, for record values (UTF-8 bytes): the byte tokenizer takes
+    the bytes as they are; every other tokenizer gets them decoded (invalid bytes become
+    U+FFFD; the producer already counts non-UTF-8 input as malformed)."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.encode_values
+    encode = as_encoder(tokenizer)
+
+    def decoded(values: list[bytes]) -> list[list[int]]:
+        return encode([v.decode("utf-8", "replace") for v in values])
+    return decoded
 
 
 def eos_of(tokenizer: Any, eos_id: int | None) -> int | None:

@@ -87,7 +87,10 @@ class ConsumerBackend(Protocol):
         """Join the group; the offsets ``on_revoke`` returns are committed synchronously
         before revoked partitions are handed to another member."""
 
-    def consume(self, num_messages: int, timeout: float) -> list[Record]: ...
+    def consume(self, num_messages: int, timeout: float, meta: bool = True) -> list[Record]:
+        """Up to ``num_messages`` records: what is already fetched, waiting at most ``timeout``
+        seconds for the first one, never for a full batch. ``meta=False`` leaves ``headers``
+        and ``timestamp`` out (None), which a training feed does not read."""
 
     def pause(self, parts: Sequence[TopicPartition]) -> None: ...
 
@@ -99,6 +102,12 @@ class ConsumerBackend(Protocol):
     def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]: ...
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]: ...
+
+    def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Where known, the offset the fetcher of each partition has read up to: every
+        record below it was already returned by consume(); offsets between the last record
+        and it hold no records (transaction markers). confluent: from end-of-partition
+        events; kafka-python: the consumer's position."""
 
     def partitions_for(self, topic: str) -> list[int]: ...
 

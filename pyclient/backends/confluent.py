@@ -68,6 +68,7 @@ class Producer:
 class Consumer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._c = ck.Consumer(config)
+        self._eof: dict[tuple[str, int], int] = {}
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         self._c.assign([ck.TopicPartition(t, p, o if o >= 0 else ck.OFFSET_STORED)
@@ -85,18 +86,31 @@ class Consumer:
             [topic], on_revoke=revoke, on_lost=lost,
             on_assign=lambda c, parts: on_assign([(tp.topic, tp.partition) for tp in parts]))
 
-    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+    def consume(self, num_messages: int, timeout: float, meta: bool = True) -> list[Record]:
+        # librdkafka's consume(n, t) blocks until n messages *or* t: a batch that the fetch
+        # queues cannot fill (a paused or ended partition) would cost the whole timeout.
+        # So: take what is queued now; if nothing, wait for one message, then take the rest.
+        msgs = self._c.consume(num_messages, 0)
+        if not msgs and timeout > 0:
+            msgs = self._c.consume(1, timeout)
+            if msgs and num_messages > 1:
+                msgs += self._c.consume(num_messages - 1, 0)
         out = []
-        for m in self._c.consume(num_messages, timeout):
+        append = out.append
+        for m in msgs:
             err = m.error()
             if err is not None:
-                if err.code() == ck.KafkaError._PARTITION_EOF:
+                if err.code() == ck.KafkaError._PARTITION_EOF:  # with enable.partition.eof
+                    self._eof[(m.topic(), m.partition())] = m.offset()
                     continue
                 if err.fatal() or not err.retriable():
                     raise KafkaKitError(f"consume: {err.name()}: {err.str()}")
                 continue
-            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+            if meta:
+                append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
                               m.headers(), m.timestamp()[1]))
+            else:
+                append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
         return out
 
     def pause(self, parts: Sequence[TopicPartition]) -> None:
@@ -118,6 +132,10 @@ class Consumer:
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         lo, hi = self._c.get_watermark_offsets(ck.TopicPartition(topic, partition), timeout=30)
         return int(lo), int(hi)
+
+    def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        eof = self._eof
+        return {p: eof[(topic, p)] for p in partitions if (topic, p) in eof}
 
     def partitions_for(self, topic: str) -> list[int]:
         md = self._c.list_topics(topic, timeout=30).topics[topic]

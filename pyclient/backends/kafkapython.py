@@ -139,7 +139,7 @@ class Consumer:
                   on_revoke: RevokeCallback) -> None:
         self._c.subscribe([topic], listener=_Listener(self._c, on_assign, on_revoke))
 
-    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+    def consume(self, num_messages: int, timeout: float, meta: bool = True) -> list[Record]:
         try:
             batches = self._c.poll(timeout_ms=int(timeout * 1000), max_records=num_messages)
         except KafkaError as e:
@@ -147,8 +147,11 @@ class Consumer:
         out = []
         for msgs in batches.values():
             for m in msgs:
-                out.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
-                                  [(k, v) for k, v in m.headers] or None, m.timestamp))
+                if meta:
+                    out.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
+                                      [(k, v) for k, v in m.headers] or None, m.timestamp))
+                else:
+                    out.append(Record(m.topic, m.partition, m.offset, m.key, m.value))
         return out
 
     def pause(self, parts: Sequence[TopicPartition]) -> None:
@@ -167,6 +170,14 @@ class Consumer:
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         tp = KTP(topic, partition)
         return int(self._c.beginning_offsets([tp])[tp]), int(self._c.end_offsets([tp])[tp])
+
+    def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        out = {}
+        for p in partitions:
+            tp = KTP(topic, p)
+            if tp in self._c.assignment():
+                out[p] = int(self._c.position(tp, timeout_ms=5000))
+        return out
 
     def partitions_for(self, topic: str) -> list[int]:
         parts = self._c.partitions_for_topic(topic)

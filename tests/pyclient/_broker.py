@@ -87,6 +87,17 @@ class Broker:
                 pass
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM the broker when the process that started it dies
+    (a test run killed by a timeout would otherwise leave a JVM listening)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start_broker(workdir: Path, heap: str = "512m", timeout: float = 90.0) -> Broker:
     """Format storage and start one broker+controller node; return once it accepts clients."""
     home = kafka_home()
@@ -131,6 +142,7 @@ def start_broker(workdir: Path, heap: str = "512m", timeout: float = 90.0) -> Br
     proc = subprocess.Popen(
         ["java", f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", cp, "kafka.Kafka", str(props)],
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     broker = Broker(f"127.0.0.1:{port}", workdir, proc)
     deadline = time.monotonic() + timeout
