@@ -44,13 +44,14 @@ CONSUMER_DEFAULTS: dict[str, dict[str, Any]] = {
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # Bigger fetches: 8 MiB per partition per request (default 1 MiB) keeps one
-        # Python consume() call busy with thousands of records.
-        "max.partition.fetch.bytes": 8388608,
-        "fetch.max.bytes": 67108864,
-        # librdkafka's prefetch queue per partition: 16 MiB (default 64 MiB) bounds the
-        # memory of a reader with many partitions; still seconds of training data.
-        "queued.max.messages.kbytes": 16384,
+        # Prefetch: librdkafka stops fetching while its local queue holds this much. 128 MiB
+        # (default 64 MiB) keeps the training feed from waiting on fetch round trips: a
+        # 200k x 1 KiB feed over 12 partitions took 4.9-5.8 s with 16 MiB, 3.3-3.6 s with
+        # 64 MiB, 2.3-2.6 s with 128 MiB (benchmarks/bench_feed.py child, one local broker).
+        # It is memory per reader (per DataLoader worker): lower it on hosts with many.
+        # max.partition.fetch.bytes stays at librdkafka's 1 MiB: 4 MiB delayed the first
+        # batch (0.35-0.44 s vs 0.24-0.29 s) for no gain after.
+        "queued.max.messages.kbytes": 131072,
     },
     "kafka-python": {
         "enable.auto.commit": False,

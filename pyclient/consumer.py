@@ -75,11 +75,13 @@ def reader_index(rank: int, world_size: int, worker: int, num_workers: int) -> t
 class FeedConsumer:
     """Read ``topic`` in batches.
 
-    ``partitions``: read exactly these (``assign``); ``None`` with ``group_subscribe=False``
-    reads all partitions; ``group_subscribe=True`` joins the consumer group instead and lets
+    ``partitions``: read exactly these (``assign``), or a function that picks them from the
+    topic's sorted partition list (read with this consumer's own client); ``None`` with
+    ``group_subscribe=False`` reads all partitions; ``group_subscribe=True`` joins the consumer group instead and lets
     Kafka balance partitions (positions of revoked partitions are committed in the
     rebalance callback, their unreturned records dropped, so nothing is lost or repeated).
-    ``start``: partition -> next offset to read (a saved state); otherwise the group's
+    ``start``: partition -> next offset to read (a saved state), or a function of the
+    chosen partitions that returns it; otherwise the group's
     committed offset, else ``auto.offset.reset``. ``meta=False``: records without headers
     and timestamp (cheaper; the training feed reads only partition, offset and value).
     """
@@ -112,16 +114,25 @@ class FeedConsumer:
         self._past_end: set[int] = set()  # every record below the end offset was fetched
         self._order: list[int] = []
         self._rr = 0
-        self._start = dict(start or {})
+        self._start = {} if callable(start) else dict(start or {})
         self._group = group_subscribe
         if group_subscribe:
             self._c.subscribe(topic, self._on_assign, self._on_revoke)
             return
-        parts = self._c.partitions_for(topic) if partitions is None else sorted(partitions)
-        self._add(parts)
-        self._c.assign([(topic, p, self._start.get(p, -1)) for p in parts])
-        if next_partition is not None and next_partition in self._order:
-            self._rr = self._order.index(next_partition)
+        try:
+            if partitions is None or callable(partitions):
+                parts = sorted(self._c.partitions_for(topic))
+                parts = parts if partitions is None else sorted(partitions(parts))
+            else:
+                parts = sorted(partitions)
+            if callable(start):
+                self._start = dict(start(parts))
+            self._add(parts)
+            self._c.assign([(topic, p, self._start.get(p, -1)) for p in parts])
+        except BaseException:
+            self._c.close()
+            raise
+        self.next_partition = next_partition
 
     # -- partition bookkeeping ---------------------------------------------------------
     def _add(self, parts: list[int]) -> None:
@@ -129,12 +140,15 @@ class FeedConsumer:
             self._bufs[p] = _Buffer()
             if p in self._start:
                 self.positions[p] = self._start[p]
-            if self.stop_at_end:
+        if self.stop_at_end:
+            todo = [p for p in parts if p not in self.positions]
+            got = self._c.committed([(self.topic, p) for p in todo]) if todo else {}
+            for p in parts:
                 lo, hi = self._c.watermarks(self.topic, p)
                 self._end[p] = hi
                 if p not in self.positions:  # committed, else earliest
-                    got = self._c.committed([(self.topic, p)]).get((self.topic, p))
-                    self.positions[p] = lo if got is None else got
+                    c = got.get((self.topic, p))
+                    self.positions[p] = lo if c is None else c
         self._order = sorted(self._bufs)
 
     def _on_assign(self, parts: list[tuple[str, int]]) -> None:
@@ -172,6 +186,12 @@ class FeedConsumer:
     def next_partition(self) -> int | None:
         """The partition whose record comes next in the round-robin (part of a resume state)."""
         return self._order[self._rr % len(self._order)] if self._order else None
+
+    @next_partition.setter
+    def next_partition(self, p: int | None) -> None:
+        """Start the round-robin at ``p`` (from a saved state; ignored if not ours)."""
+        if p is not None and p in self._order:
+            self._rr = self._order.index(p)
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, num_messages: int, timeout: float = 1.0) -> list[Record]:

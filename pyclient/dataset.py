@@ -91,31 +91,34 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                 self._worker_id if self._worker_id is not None else k,
                 self._num_workers if self._num_workers is not None else nk)
 
-    def _partitions(self, reader: int, readers: int) -> tuple[list[int], int]:
-        from .admin import Admin
-
-        with Admin({**self.settings, "bootstrap.servers": self.bootstrap_servers or
-                    self.settings.get("bootstrap.servers")}, self.backend) as admin:
-            parts = admin.describe_topic(self.topic)
-        if parts is None:
-            raise ValueError(f"topic {self.topic!r} does not exist")
-        all_parts = [p.partition for p in parts]
-        if len(all_parts) < readers:
-            raise LayoutError(f"topic {self.topic!r} has {len(all_parts)} partitions for {readers} "
-                              "readers (world_size x num_workers); some readers would get no data. "
-                              "Use at least as many partitions as readers.")
-        return split_partitions(all_parts, reader, readers), len(all_parts)
+    def _picker(self, reader: int, readers: int, world: int, nworkers: int,
+                plan: dict[str, Any]) -> Any:
+        """The FeedConsumer's partition chooser: this reader's share of the topic, checked
+        against the saved state (the start offsets and the rest go to ``plan``)."""
+        def pick(all_parts: list[int]) -> list[int]:
+            if len(all_parts) < readers:
+                raise LayoutError(
+                    f"topic {self.topic!r} has {len(all_parts)} partitions for {readers} "
+                    "readers (world_size x num_workers); some readers would get no data. "
+                    "Use at least as many partitions as readers.")
+            mine = split_partitions(all_parts, reader, readers)
+            plan["nparts"] = len(all_parts)
+            plan["state"] = resume_state(self._loaded, reader, world, nworkers, len(all_parts), mine)
+            return mine
+        return pick
 
     # -- iteration -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world, worker, nworkers = self.layout()
         reader, readers = reader_index(rank, world, worker, nworkers)
-        mine, nparts = self._partitions(reader, readers)
-        st = resume_state(self._loaded, reader, world, nworkers, nparts, mine)
+        plan: dict[str, Any] = {}
         cons = FeedConsumer(self.bootstrap_servers, self.topic, settings=self.settings,
-                            backend=self.backend, partitions=mine, start=st["offsets"],
-                            stop_at_end=self.stop_at_end, next_partition=st["next_partition"],
-                            meta=False, chunk=self.chunk)
+                            backend=self.backend,
+                            partitions=self._picker(reader, readers, world, nworkers, plan),
+                            start=lambda _mine: plan["state"]["offsets"],
+                            stop_at_end=self.stop_at_end, meta=False, chunk=self.chunk)
+        st, nparts = plan["state"], plan["nparts"]
+        cons.next_partition = st["next_partition"]
         encode, eos = as_value_encoder(self.tokenizer), self.eos_id
         buf: list[int] = list(st["tokens"])
         need = self.seq_len * self.batch_size
