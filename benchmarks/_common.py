@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +43,13 @@ def make_corpus(path: Path, records: int, size: int, jsonl: bool = False, seed: 
 
 def run_proc(args: list[str], timeout: float = 1800,
              env: dict[str, str] | None = None) -> tuple[str, str, Any, float]:
-    """Run ``args``, reaping the child with wait4() so that its own resource usage is known;
-    return (stdout, stderr, rusage, wall seconds). Raises on a non-zero exit."""
+    """Run ``args``, reaping the child with wait4() so that its own CPU time is known;
+    return (stdout, stderr, usage, wall seconds); ``usage`` has ``ru_utime``, ``ru_stime``
+    and ``ru_maxrss`` (KiB). Raises on a non-zero exit.
+
+    ``ru_maxrss`` is the child's VmHWM read from /proc every 20 ms, not wait4's: Linux
+    carries the RSS of the forked parent (this script, holding an ingested corpus) into the
+    child's maxrss, which made every contender report the parent's size."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env or {**os.environ, "PYTHONPATH": str(REPO)})
@@ -58,20 +64,35 @@ def run_proc(args: list[str], timeout: float = 1800,
     for t in ts:
         t.start()
     deadline = time.monotonic() + timeout
+    hwm = 0
     while True:
+        hwm = max(hwm, _vm_hwm_kib(proc.pid))
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() > deadline:
             proc.kill()
-        time.sleep(0.05)
+        time.sleep(0.02)
     for t in ts:
         t.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     out, err = "".join(out_b), "".join(err_b)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])} failed ({proc.returncode}): {err[-3000:]}")
-    return out, err, ru, time.perf_counter() - t0
+    usage = SimpleNamespace(ru_utime=ru.ru_utime, ru_stime=ru.ru_stime, ru_maxrss=hwm)
+    return out, err, usage, time.perf_counter() - t0
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident set size of ``pid`` so far (KiB), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def run_child(args: list[str], timeout: float = 1800) -> tuple[dict[str, Any], Any, float]:

@@ -78,6 +78,29 @@ def test_strict_order_is_chunked_round_robin_and_repeatable(bootstrap: str, topi
     assert runs[0] == expected
 
 
+def test_flow_control_pauses_without_changing_order(bootstrap: str, backend: str,
+                                                   topic_name: str, tmp_path: Path) -> None:
+    """A 20 KB budget (records are ~40-80 B, 4 partitions) pauses and resumes partitions
+    many times; the sequence and the exactly-once delivery are those of an unbounded read."""
+    docs = _fill(bootstrap, topic_name, tmp_path, 4000, 4)
+    runs, pauses = [], []
+    for budget in (2**30, 20_000):
+        with FeedConsumer(bootstrap, topic_name, backend=backend, stop_at_end=True,
+                          max_buffered_bytes=budget) as c:
+            paused: list = []
+            real_pause = c._c.pause  # observe the real client's pause calls
+            c._c.pause = lambda parts: (paused.extend(parts), real_pause(parts))
+            seq: list = []
+            while not c.at_end():
+                seq.extend(c.consume(50, timeout=5))
+            assert c.buffered_bytes == 0
+        runs.append([(r.partition, r.offset, r.value) for r in seq])
+        pauses.append(len(paused))
+    assert runs[0] == runs[1]
+    assert sorted(v for _, _, v in runs[1]) == sorted(docs)
+    assert pauses[1] > pauses[0], pauses  # beyond the 4 end-of-data pauses
+
+
 def _reference_order(offsets: dict[int, list[int]], chunk: int) -> list[tuple[int, int]]:
     """The documented order, written out plainly: a turn on p at position pos takes p's
     records below (pos // chunk + 1) * chunk; a gap before the next record moves pos to it."""
