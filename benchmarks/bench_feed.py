@@ -3,12 +3,17 @@
 (pyclient.dataset.KafkaTokenDataset) vs the same pipeline reading the same corpus from a
 local JSONL file. Target: Kafka >= 0.9x the local file.
 
-Both pipelines tokenize 64 documents per call with the same tokenizer (byte-level by
-default, ``--tokenizer-json`` for a Hugging Face tokenizer.json), append EOS, cut
-``--seq-len`` sequences and yield ``--batch-size`` sequences per batch. Each runs in its
-own process (peak RSS from wait4). Prints a table, writes JSON and a PNG chart.
+Both pipelines tokenize up to 64 documents per call with the same tokenizer, append EOS,
+cut ``--seq-len`` sequences and yield ``--batch-size`` sequences per batch. Tokenizer:
+byte-level by default (the Kafka side takes the record's UTF-8 bytes as they are, the file
+side parses each JSON line first: that is what each source costs), ``--train-bpe N`` trains
+a Hugging Face BPE of N tokens on the corpus first (untimed) and both sides decode to str
+for it, ``--tokenizer-json`` loads one. Each pipeline runs in its own process, ``--repeat``
+times alternating (median shown, min/max beside it); peak RSS is the child's VmHWM.
+"1st batch" is the time to the first batch (connect, metadata, first fetch); "gap" is the
+time between consecutive batches. Prints a table, writes JSON and a PNG chart.
 
-  python benchmarks/bench_feed.py --bootstrap-servers H1:9092,H2:9092,H3:9092
+  python benchmarks/bench_feed.py --bootstrap-servers H1:9092,H2:9092,H3:9092 [--train-bpe 8000]
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, make_corpus, run_child, save_results, table  # noqa: E402
+from _common import REPO, make_corpus, percentile, run_child, save_results, table  # noqa: E402
 
 
 def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
@@ -43,10 +48,21 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
                            tokenizer=tok, eos_id=eos, backend=a.backend)
     t0 = time.perf_counter()
     tokens = batches = 0
+    marks = []
     for b in ds:
         batches += 1
         tokens += sum(len(s) for s in b["input_ids"])
-    return {"tokens": tokens, "batches": batches, "seconds": time.perf_counter() - t0}
+        marks.append(time.perf_counter())
+    return _result(t0, marks, tokens, batches)
+
+
+def _result(t0: float, marks: list[float], tokens: int, batches: int) -> dict[str, Any]:
+    """Totals, time to the first batch, and the gaps between batches (what a training step
+    waits for its next batch)."""
+    gaps = [b - a for a, b in zip(marks, marks[1:])]
+    return {"tokens": tokens, "batches": batches, "seconds": time.perf_counter() - t0,
+            "first_s": marks[0] - t0 if marks else None,
+            "p50_ms": percentile(gaps, 0.5) * 1e3, "p99_ms": percentile(gaps, 0.99) * 1e3}
 
 
 def child_file(a: argparse.Namespace) -> dict[str, Any]:
@@ -58,6 +74,7 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
     need, L = a.seq_len * a.batch_size, a.seq_len
     t0 = time.perf_counter()
     tokens = batches = 0
+    marks: list[float] = []
     buf: list[int] = []
     with open(a.corpus, "rb") as f:
         pending: list[str] = []
@@ -75,6 +92,7 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
                 seqs = [chunk[i:i + L] for i in range(0, need, L)]
                 batches += 1
                 tokens += sum(len(s) for s in seqs)
+                marks.append(time.perf_counter())
         for ids in encode(pending):
             buf.extend(ids)
             if eos is not None:
@@ -84,7 +102,31 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
             seqs = [chunk[i:i + L] for i in range(0, need, L)]
             batches += 1
             tokens += sum(len(s) for s in seqs)
-    return {"tokens": tokens, "batches": batches, "seconds": time.perf_counter() - t0}
+            marks.append(time.perf_counter())
+    return _result(t0, marks, tokens, batches)
+
+
+def train_bpe(corpus: Path, vocab: int, out: Path) -> tuple[str, int]:
+    """A byte-level BPE trained on the corpus (not timed); returns (tokenizer.json, eos id)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    path = out / f"bpe-{vocab}-{corpus.stem}.json"
+    if not path.exists():
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<eos>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+
+        def texts() -> Any:
+            with open(corpus, "rb") as f:
+                for line in f:
+                    yield json.loads(line)["text"]
+        tok.train_from_iterator(texts(), trainer)
+        tok.save(str(path))
+    from tokenizers import Tokenizer as T
+
+    return str(path), T.from_file(str(path)).token_to_id("<eos>")
 
 
 def main() -> int:
@@ -97,7 +139,11 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--backend", default=None, choices=("confluent", "kafka-python"))
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each pipeline, alternating; the table shows the median run")
     ap.add_argument("--tokenizer-json", default=None, help="Hugging Face tokenizer.json")
+    ap.add_argument("--train-bpe", type=int, default=0, metavar="VOCAB",
+                    help="train a byte-level BPE of this vocabulary on the corpus and use it")
     ap.add_argument("--eos-id", type=int, default=None)
     ap.add_argument("--out", default=str(REPO / ".cache" / "bench"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -114,6 +160,8 @@ def main() -> int:
     out = Path(a.out)
     corpus = make_corpus(out / f"feed-{a.records}x{a.record_size}.jsonl", a.records, a.record_size,
                          jsonl=True)
+    if a.train_bpe:
+        a.tokenizer_json, a.eos_id = train_bpe(corpus, a.train_bpe, out)
     topic = f"bench-feed-{int(time.time())}"
     with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
         admin.ensure_topic(topic, a.partitions, a.replication_factor)
@@ -129,26 +177,39 @@ def main() -> int:
             common += ["--eos-id", str(a.eos_id)]
         if a.backend:
             common += ["--backend", a.backend]
+        runs: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []}
+        for _ in range(a.repeat):  # alternate, so both see the same background
+            for name in runs:
+                res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
+                runs[name].append({**res, "tokens_s": res["tokens"] / res["seconds"],
+                                   "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall,
+                                   "cpu_s": ru.ru_utime + ru.ru_stime})
         rows = []
-        for name in ("file", "kafka"):
-            res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
-            rows.append({"name": f"{name} ({'local JSONL' if name == 'file' else 'pyclient dataset'})",
-                         "tokens_s": res["tokens"] / res["seconds"], "tokens": res["tokens"],
-                         "batches": res["batches"], "seconds": res["seconds"],
-                         "mb_s": a.records * a.record_size / res["seconds"] / 1e6,
-                         "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall,
-                         "cpu_s": ru.ru_utime + ru.ru_stime})
+        for name, rs in runs.items():
+            med = sorted(rs, key=lambda r: r["tokens_s"])[len(rs) // 2]
+            rows.append({**med,
+                         "name": f"{name} ({'local JSONL' if name == 'file' else 'pyclient dataset'})",
+                         "min_tokens_s": min(r["tokens_s"] for r in rs),
+                         "max_tokens_s": max(r["tokens_s"] for r in rs),
+                         "docs_s": a.records / med["seconds"],
+                         "mb_s": a.records * a.record_size / med["seconds"] / 1e6,
+                         "runs": rs})
     finally:
         with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
             admin.delete_topic(topic)
     for r in rows:
         r["x_file"] = r["tokens_s"] / rows[0]["tokens_s"]
+    pairs = [k["tokens_s"] / f["tokens_s"] for f, k in zip(runs["file"], runs["kafka"])]
     print(f"feed: {a.records:,} docs x ~{a.record_size} B, {a.partitions} partitions, RF="
-          f"{a.replication_factor}, seq_len {a.seq_len}, batch {a.batch_size}, {a.bootstrap_servers}")
+          f"{a.replication_factor}, seq_len {a.seq_len}, batch {a.batch_size}, {a.bootstrap_servers}; "
+          f"median of {a.repeat} alternating runs")
     print(table(rows, [("name", "pipeline", "s"), ("tokens_s", "tokens/s", ",.0f"),
-                       ("mb_s", "MB/s", ".1f"), ("batches", "batches", "d"),
-                       ("rss_mib", "peak RSS MiB", ".0f"), ("cpu_s", "CPU s", ".1f"),
-                       ("x_file", "x file", ".2f")]))
+                       ("min_tokens_s", "min", ",.0f"), ("max_tokens_s", "max", ",.0f"),
+                       ("docs_s", "docs/s", ",.0f"), ("mb_s", "MB/s", ".1f"),
+                       ("first_s", "1st batch s", ".2f"), ("p50_ms", "gap p50 ms", ".3f"),
+                       ("p99_ms", "gap p99 ms", ".2f"), ("rss_mib", "peak RSS MiB", ".0f"),
+                       ("cpu_s", "CPU s", ".1f"), ("x_file", "x file", ".2f")]))
+    print("kafka / file per run pair: " + ", ".join(f"{x:.2f}" for x in pairs))
     save_results(out, "feed", vars(a), rows, "training feed: tokens/s",
                  [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")])
     return 0

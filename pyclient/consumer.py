@@ -142,7 +142,9 @@ class FeedConsumer:
             if callable(start):
                 self._start = dict(start(parts))
             self._add(parts)
-            self._c.assign([(topic, p, self._start.get(p, -1)) for p in parts])
+            # Known positions (a saved state; with stop_at_end also the committed or
+            # earliest offsets read above) go straight to the fetcher: no second lookup.
+            self._c.assign([(topic, p, self.positions.get(p, -1)) for p in parts])
         except BaseException:
             self._c.close()
             raise
