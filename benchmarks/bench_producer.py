@@ -2,7 +2,8 @@
 """Producer benchmark: pyclient vs the reference article's loop vs kafka-python vs Kafka's
 own Java ProducerPerformance, same corpus, same topic settings.
 
-Each contender runs in its own process (peak RSS from wait4) against a fresh topic with
+Each contender runs ``--repeat`` rounds (median shown), each run in its own process (peak
+RSS = the child's VmHWM) against a fresh topic with
 ``--partitions`` partitions and ``--replication-factor`` replicas; every record is 1 KiB of
 text-like data (``--record-size``), acks=all, lz4. Prints a table (records/s, MB/s, p50/p99
 delivery latency, peak RSS, ratio to the article's loop and to the Java tool) and writes
@@ -140,6 +141,21 @@ def delete_topic(a: argparse.Namespace, topic: str) -> None:
         admin.delete_topic(topic)
 
 
+def run_one(a: argparse.Namespace, name: str, topic: str, corpus: Path) -> dict[str, Any]:
+    """One run of one contender against its own fresh topic."""
+    if name == "java":
+        a.corpus = corpus
+        return run_java(a, topic)
+    res, ru, wall = run_child([sys.executable, __file__, "--child", name, "--topic", topic,
+                               "--corpus", str(corpus), "-b", a.bootstrap_servers,
+                               *sum((["-X", x] for x in a.X), [])])
+    cpu = ru.ru_utime + ru.ru_stime
+    return {"name": name, "records_s": res["records"] / res["seconds"],
+            "mb_s": res["bytes"] / res["seconds"] / 1e6, **res["latencies"],
+            "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall, "records": res["records"],
+            "cpu_s": cpu, "mb_per_cpu_s": res["bytes"] / 1e6 / cpu}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap-servers", "-b", required=True)
@@ -148,6 +164,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--replication-factor", type=int, default=3)
     ap.add_argument("--only", action="append", choices=CONTENDERS, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the table shows each median")
     ap.add_argument("--kafka-home", default=None, help="distribution with libs/ (default: the cached one)")
     ap.add_argument("--out", default=str(REPO / ".cache" / "bench"), help="JSON + PNG go here")
     ap.add_argument("-X", action="append", default=[], help="extra pyclient producer setting")
@@ -164,37 +181,37 @@ def main() -> int:
 
     out = Path(a.out)
     corpus = make_corpus(out / f"corpus-{a.records}x{a.record_size}.txt", a.records, a.record_size)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in (a.only or CONTENDERS)}
+    for rnd in range(a.repeat):  # rounds of every contender, so all see the same background
+        for name in runs:
+            topic = new_topic(a, name.replace("-", ""))
+            try:
+                runs[name].append(run_one(a, name, topic, corpus))
+            finally:
+                delete_topic(a, topic)
+            print(f"  round {rnd + 1}: {name}: {runs[name][-1]['mb_s']:.1f} MB/s", file=sys.stderr)
     rows = []
-    for name in a.only or CONTENDERS:
-        topic = new_topic(a, name.replace("-", ""))
-        try:
-            if name == "java":
-                a.corpus = corpus
-                rows.append(run_java(a, topic))
-                continue
-            res, ru, wall = run_child([sys.executable, __file__, "--child", name, "--topic", topic,
-                                        "--corpus", str(corpus), "-b", a.bootstrap_servers,
-                                        *sum((["-X", x] for x in a.X), [])])
-            rows.append({"name": name, "records_s": res["records"] / res["seconds"],
-                         "mb_s": res["bytes"] / res["seconds"] / 1e6, **res["latencies"],
-                         "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall, "records": res["records"],
-                         "cpu_s": ru.ru_utime + ru.ru_stime,
-                         "mb_per_cpu_s": res["bytes"] / 1e6 / (ru.ru_utime + ru.ru_stime)})
-        finally:
-            delete_topic(a, topic)
-        print(f"  {name}: {rows[-1]['mb_s']:.1f} MB/s", file=sys.stderr)
+    for name, rs in runs.items():
+        med = sorted(rs, key=lambda r: r["records_s"])[len(rs) // 2]
+        rows.append({**med, "min_mb_s": min(r["mb_s"] for r in rs),
+                     "max_mb_s": max(r["mb_s"] for r in rs), "runs": rs})
     base = next((r for r in rows if r["name"] == "article"), None)
     java = next((r for r in rows if r["name"].startswith("java")), None)
     for r in rows:
         r["x_article"] = r["records_s"] / base["records_s"] if base else None
         r["x_java"] = r["records_s"] / java["records_s"] if java else None
     cols = [("name", "contender", "s"), ("records_s", "records/s", ",.0f"), ("mb_s", "MB/s", ".1f"),
+            ("min_mb_s", "min", ".1f"), ("max_mb_s", "max", ".1f"),
             ("p50_ms", "p50 ms", ".1f"), ("p99_ms", "p99 ms", ".1f"), ("rss_mib", "peak RSS MiB", ".0f"),
             ("cpu_s", "client CPU s", ".1f"), ("mb_per_cpu_s", "MB/CPU-s", ".1f"),
             ("x_article", "x article", ".2f"), ("x_java", "x java", ".2f")]
     print(f"producer: {a.records:,} records x {a.record_size} B, RF={a.replication_factor}, "
-          f"{a.partitions} partitions, acks=all, lz4, {a.bootstrap_servers}")
+          f"{a.partitions} partitions, acks=all, lz4, {a.bootstrap_servers}; median of "
+          f"{a.repeat} rounds (min/max MB/s beside it)")
     print(table(rows, cols))
+    if "pyclient" in runs and "java" in runs:
+        pairs = [p["records_s"] / j["records_s"] for p, j in zip(runs["pyclient"], runs["java"])]
+        print("pyclient / java per round: " + ", ".join(f"{x:.2f}" for x in pairs))
     save_results(out, "producer", {k: v for k, v in vars(a).items() if k != "child"}, rows,
                  "producer: records/s, MB/s, p99 latency",
                  [("records_s", "records/s"), ("mb_s", "MB/s"), ("p99_ms", "p99 latency ms"),
