@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pyclient.admin import Admin
 from pyclient.backends import Record, make_consumer
+from pyclient.tokenize import ByteTokenizer
+
+EOS = ByteTokenizer.eos_id
 
 
 def make_topic(bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
@@ -39,3 +43,25 @@ def read_all(bootstrap: str, topic: str) -> list[Record]:
         return out
     finally:
         c.close()
+
+
+def ids(batch: dict[str, Any]) -> list[list[int]]:
+    """The batch's sequences as lists (a tensor where torch is installed)."""
+    x = batch["input_ids"]
+    return x.tolist() if hasattr(x, "tolist") else x
+
+
+def flat(batches: list[dict[str, Any]]) -> list[int]:
+    return [t for b in batches for seq in ids(b) for t in seq]
+
+
+def docs_of(tokens: list[int]) -> list[str]:
+    out, cur = [], bytearray()
+    for t in tokens:
+        if t == EOS:
+            out.append(cur.decode())
+            cur = bytearray()
+        else:
+            cur.append(t)
+    assert not cur, "stream ends inside a document"
+    return out
