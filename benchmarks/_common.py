@@ -3,6 +3,7 @@ the table and the PNG chart."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -15,6 +16,17 @@ from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def parser(doc: str | None, records: int) -> argparse.ArgumentParser:
+    """The options every benchmark has: the cluster, the corpus size, the topic shape."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap-servers", "-b", required=True)
+    ap.add_argument("--records", type=int, default=records)
+    ap.add_argument("--record-size", type=int, default=1024)
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--replication-factor", type=int, default=3)
+    return ap
 
 
 def make_corpus(path: Path, records: int, size: int, jsonl: bool = False, seed: int = 7) -> Path:

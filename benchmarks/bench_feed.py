@@ -27,7 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, make_corpus, percentile, run_child, save_results, table  # noqa: E402
+from _common import (REPO, make_corpus, parser, percentile, run_child, save_results,  # noqa: E402
+                     table)
 
 
 def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
@@ -76,33 +77,28 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
     tokens = batches = 0
     marks: list[float] = []
     buf: list[int] = []
-    with open(a.corpus, "rb") as f:
-        pending: list[str] = []
-        for line in f:
-            pending.append(json.loads(line)["text"])
-            if len(pending) < 64:
-                continue
-            for ids in encode(pending):
-                buf.extend(ids)
-                if eos is not None:
-                    buf.append(eos)
-            pending = []
-            while len(buf) >= need:
-                chunk, buf = buf[:need], buf[need:]
-                seqs = [chunk[i:i + L] for i in range(0, need, L)]
-                batches += 1
-                tokens += sum(len(s) for s in seqs)
-                marks.append(time.perf_counter())
+
+    def pack(pending: list[str]) -> None:
+        nonlocal buf, tokens, batches
         for ids in encode(pending):
             buf.extend(ids)
             if eos is not None:
                 buf.append(eos)
         while len(buf) >= need:
-            chunk, buf = buf[:need], buf[need:]
-            seqs = [chunk[i:i + L] for i in range(0, need, L)]
+            block, buf = buf[:need], buf[need:]
+            seqs = [block[i:i + L] for i in range(0, need, L)]
             batches += 1
             tokens += sum(len(s) for s in seqs)
             marks.append(time.perf_counter())
+
+    with open(a.corpus, "rb") as f:
+        pending: list[str] = []
+        for line in f:
+            pending.append(json.loads(line)["text"])
+            if len(pending) == 64:
+                pack(pending)
+                pending = []
+        pack(pending)
     return _result(t0, marks, tokens, batches)
 
 
@@ -130,12 +126,7 @@ def train_bpe(corpus: Path, vocab: int, out: Path) -> tuple[str, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap-servers", "-b", required=True)
-    ap.add_argument("--records", type=int, default=200_000)
-    ap.add_argument("--record-size", type=int, default=1024)
-    ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--replication-factor", type=int, default=3)
+    ap = parser(__doc__, records=200_000)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--backend", default=None, choices=("confluent", "kafka-python"))

@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, make_corpus, percentile, run_child, run_proc, save_results, table  # noqa: E402
+from _common import (REPO, make_corpus, parser, percentile, run_child, run_proc,  # noqa: E402
+                     save_results, table)
 
 CONTENDERS = ("article", "pyclient", "pyclient-kafka-python", "java")
 
@@ -157,12 +158,7 @@ def run_one(a: argparse.Namespace, name: str, topic: str, corpus: Path) -> dict[
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap-servers", "-b", required=True)
-    ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--record-size", type=int, default=1024)
-    ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--replication-factor", type=int, default=3)
+    ap = parser(__doc__, records=1_000_000)
     ap.add_argument("--only", action="append", choices=CONTENDERS, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the table shows each median")
     ap.add_argument("--kafka-home", default=None, help="distribution with libs/ (default: the cached one)")

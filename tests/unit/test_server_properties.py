@@ -8,15 +8,12 @@ the role is re-implemented here, so a change in its merge order or its computed 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+from render_role import parse_properties, render
 
 INVENTORY = """
 all:
@@ -63,25 +60,12 @@ PLAYBOOK = """
 """
 
 
-def _parse(text: str) -> dict[str, str]:
-    lines = [l for l in text.splitlines() if l and not l.startswith("#")]
-    return dict(l.split("=", 1) for l in lines)
-
-
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, tuple[str, dict[str, str]]]:
-    work = tmp_path_factory.mktemp("render")
-    out = work / "out"
-    out.mkdir()
-    (work / "hosts.yml").write_text(INVENTORY.format(python=sys.executable))
-    (work / "render.yml").write_text(PLAYBOOK.format(repo=REPO, out=out))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(work / "hosts.yml"), str(work / "render.yml")],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    files = {p.stem: p.read_text() for p in out.glob("*.properties")}
-    return {host: (text, _parse(text)) for host, text in files.items()}
+    files = render(tmp_path_factory.mktemp("render"), INVENTORY.format(python=sys.executable),
+                   PLAYBOOK)
+    return {Path(name).stem: (text, parse_properties(text)) for name, text in files.items()
+            if name.endswith(".properties")}
 
 
 VOTERS = "101@192.0.2.101:9093,102@192.0.2.102:9093,103@192.0.2.103:9093,9@192.0.2.9:9093"

@@ -9,17 +9,14 @@ parser and judge are pure functions, tested on real `srvr` answers.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+from render_role import REPO, parse_properties, render
 
 _spec = importlib.util.spec_from_file_location(
     "zookeeper_ensemble_status", REPO / "roles/zookeeper/library/zookeeper_ensemble_status.py")
@@ -79,24 +76,12 @@ PLAYBOOK = """
 """
 
 
-def _parse(text: str) -> dict[str, str]:
-    return dict(l.split("=", 1) for l in text.splitlines() if l and not l.startswith("#"))
-
-
 def _render(tmp: Path, mode: str, migration: bool, controllers: bool) -> dict[str, dict[str, str]]:
-    out = tmp / "out"
-    out.mkdir()
-    (tmp / "hosts.yml").write_text(INVENTORY.format(
+    files = render(tmp, INVENTORY.format(
         python=sys.executable, mode=mode, migration=str(migration).lower(),
-        controllers=CONTROLLERS if controllers else "        {}"))
-    (tmp / "render.yml").write_text(PLAYBOOK.format(repo=REPO, out=out))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp / "hosts.yml"), str(tmp / "render.yml")],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    files = {p.name: p.read_text() for p in out.iterdir()}
-    return {name: (_parse(text) if not name.endswith(".env") else {"_text": text}) for name, text in files.items()}
+        controllers=CONTROLLERS if controllers else "        {}"), PLAYBOOK)
+    return {name: (parse_properties(text) if not name.endswith(".env") else {"_text": text})
+            for name, text in files.items()}
 
 
 @pytest.fixture(scope="module")
