@@ -68,6 +68,7 @@ def _result(t0: float, marks: list[float], tokens: int, batches: int) -> dict[st
 
 def child_file(a: argparse.Namespace) -> dict[str, Any]:
     """The same pipeline over the local JSONL file: parse, tokenize 64 docs a call, pack."""
+    from pyclient.dataset import as_batch
     from pyclient.tokenize import as_encoder, eos_of
 
     tok, eos_arg = _tokenizer(a)
@@ -86,7 +87,7 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
                 buf.append(eos)
         while len(buf) >= need:
             block, buf = buf[:need], buf[need:]
-            seqs = [block[i:i + L] for i in range(0, need, L)]
+            seqs = as_batch(block, a.batch_size, L)  # a tensor where torch is installed
             batches += 1
             tokens += sum(len(s) for s in seqs)
             marks.append(time.perf_counter())

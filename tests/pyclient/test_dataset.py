@@ -43,6 +43,16 @@ def test_torch_is_optional() -> None:
         assert issubclass(KafkaTokenDataset, ds_mod.torch.utils.data.IterableDataset)
 
 
+def test_batches_are_tensors_with_torch_and_lists_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = list(range(12))
+    rows = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    if ds_mod.torch is not None:
+        t = ds_mod.as_batch(tokens, 3, 4)
+        assert t.dtype == ds_mod.torch.int64 and t.tolist() == rows
+    monkeypatch.setattr(ds_mod, "torch", None)  # what a host without torch runs
+    assert ds_mod.as_batch(tokens, 3, 4) == rows
+
+
 def test_packs_every_document_exactly_once(bootstrap: str, backend: str,
                                            feed_topic: tuple[str, list[str]]) -> None:
     topic, docs = feed_topic
