@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule test-migration lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule test-migration test-migration-rollback lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -83,6 +83,10 @@ test-molecule:
 
 test-migration: deps
 	tools/peak-mem $(BIN)/molecule test -s migration
+
+# The same scenario, rolled back after phase 3 (brokers on KRaft) to ZooKeeper mode.
+test-migration-rollback: deps
+	MIGRATION_PATH=rollback tools/peak-mem $(BIN)/molecule test -s migration
 
 clean: lab-down
 	-podman image rm localhost/kafka-kit-base:bookworm

@@ -1,6 +1,8 @@
-"""Outcomes after the migration (side_effect.yml): the cluster runs KRaft only, ZooKeeper is
-stopped, every record written before and during the migration is read back, and the cluster
-still serves a replicated round trip."""
+"""Outcomes after the migration (side_effect.yml). Forward (MIGRATION_PATH unset or forward):
+the cluster runs KRaft only, ZooKeeper is stopped. Rollback (MIGRATION_PATH=rollback, after
+phase 3): the brokers run ZooKeeper mode without migration settings, the KRaft controllers are
+stopped and disabled, ZooKeeper runs. Both: every record written before and during the
+migration is read back, and the cluster still serves a replicated round trip."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ CONTROLLERS = RUNNER.get_hosts("kafka_controller")
 testinfra_hosts = [f"podman://{name}" for name in BROKERS + CONTROLLERS]
 WORK = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 LOADGEN = Path(__file__).resolve().parents[1] / "loadgen.py"
+ROLLBACK = os.environ.get("MIGRATION_PATH", "forward") == "rollback"
+forward_only = pytest.mark.skipif(ROLLBACK, reason="the forward path's outcome")
+rollback_only = pytest.mark.skipif(not ROLLBACK, reason="the rollback path's outcome")
 
 
 def _address(host) -> str:
@@ -35,6 +40,7 @@ def bootstrap() -> str:
     return ",".join(f"{_address(testinfra.get_host('podman://' + b))}:9092" for b in BROKERS)
 
 
+@forward_only
 def test_kafka_runs_kraft_only(host):
     props = _props(host)
     assert not [k for k in props if k.startswith("zookeeper.")]
@@ -44,6 +50,7 @@ def test_kafka_runs_kraft_only(host):
     assert host.service("kafka").is_running
 
 
+@forward_only
 def test_zookeeper_retired(host):
     if host.backend.get_hostname() in CONTROLLERS:
         pytest.skip("no ZooKeeper on the controller")
@@ -53,6 +60,7 @@ def test_zookeeper_retired(host):
     assert host.file("/var/lib/zookeeper/data/myid").exists  # data kept
 
 
+@forward_only
 def test_brokers_storage_kept_cluster_id(host):
     """The brokers kept their ZooKeeper-era log dirs; the controller has the same cluster id."""
     ids = set()
@@ -60,6 +68,22 @@ def test_brokers_storage_kept_cluster_id(host):
         meta = testinfra.get_host(f"podman://{name}").file("/var/lib/kafka/data/meta.properties").content_string
         ids.add(next(l for l in meta.splitlines() if l.startswith("cluster.id=")))
     assert len(ids) == 1
+
+
+@rollback_only
+def test_brokers_back_in_zookeeper_mode(host):
+    props = _props(host)
+    name = host.backend.get_hostname()
+    if name in CONTROLLERS:
+        kafka = host.service("kafka")
+        assert not kafka.is_running and not kafka.is_enabled
+        return
+    assert "process.roles" not in props and "node.id" not in props
+    assert props["broker.id"] and props["zookeeper.connect"].endswith("/kafka")
+    assert not [k for k in props if k.startswith("zookeeper.metadata.migration")]
+    assert "controller.quorum.voters" not in props and "controller.listener.names" not in props
+    assert host.service("kafka").is_running
+    assert host.service("zookeeper").is_running
 
 
 def test_every_record_read_back(host, bootstrap):
@@ -78,7 +102,7 @@ def test_every_record_read_back(host, bootstrap):
     print(report)
 
 
-def test_smoke_round_trip_without_zookeeper(host, bootstrap):
+def test_smoke_round_trip_at_the_end(host, bootstrap):
     if host.backend.get_hostname() != BROKERS[0]:
         pytest.skip("the cluster-wide smoke test runs once")
     result = subprocess.run(
