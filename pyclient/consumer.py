@@ -305,7 +305,8 @@ class FeedConsumer:
                 self._c.pause([(self.topic, p) for p in ahead])
                 self._paused.update(ahead)
         if self.stop_at_end:
-            open_ = [p for p in self._order if p not in self._past_end
+            # Only a drained partition can be waiting at trailing markers: ask about those.
+            open_ = [p for p in self._order if not self._bufs[p] and p not in self._past_end
                      and self.positions.get(p, -1) < self._end.get(p, 0)]
             if open_:
                 for p, at in self._c.fetch_positions(self.topic, open_).items():
