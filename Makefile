@@ -12,7 +12,8 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
-                netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv
+                netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
+                prometheus
 
 .PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule test-migration test-migration-rollback lint clean
 
@@ -43,6 +44,7 @@ venv: $(VENV)/.installed
 dist:
 	tools/build-kafka-dist $(KAFKA_VERSION)
 	tools/build-kafka-dist 3.9.2
+	tools/fetch-jmx-exporter
 
 image:
 	tools/build-lab-image
