@@ -94,7 +94,10 @@ class FeedConsumer:
     chosen partitions that returns it; otherwise the group's
     committed offset, else ``auto.offset.reset``. ``meta=False``: records without headers
     and timestamp (cheaper; the training feed reads only partition, offset and value).
-    ``max_buffered_bytes``: flow control (see :data:`MAX_BUFFERED`).
+    ``max_buffered_bytes``: flow control (see :data:`MAX_BUFFERED`); a paused partition
+    whose buffer runs dry is resumed at once, so strict order can never wait on a paused
+    partition. ``end``: with ``stop_at_end``, partition -> offset to stop at (an epoch's
+    recorded end) instead of the high watermark read at start.
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *,
@@ -103,7 +106,8 @@ class FeedConsumer:
                  stop_at_end: bool = False, strict_order: bool | None = None,
                  next_partition: int | None = None, group_subscribe: bool = False,
                  meta: bool = True, chunk: int = CHUNK,
-                 max_buffered_bytes: int = MAX_BUFFERED) -> None:
+                 max_buffered_bytes: int = MAX_BUFFERED,
+                 end: dict[int, int] | None = None) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.backend = resolve(backend)
@@ -124,7 +128,7 @@ class FeedConsumer:
         self.positions: dict[int, int] = {}
         self._bufs: dict[int, _Buffer] = {}
         self._paused: set[int] = set()  # paused for the byte budget (resumed later)
-        self._end: dict[int, int] = {}
+        self._end: dict[int, int] = dict(end or {})  # stop_at_end: given, else high watermark
         self._past_end: set[int] = set()  # every record below the end offset was fetched
         self._order: list[int] = []
         self._rr = 0
@@ -160,8 +164,10 @@ class FeedConsumer:
             todo = [p for p in parts if p not in self.positions]
             got = self._c.committed([(self.topic, p) for p in todo]) if todo else {}
             for p in parts:
+                if p in self._end and p in self.positions:
+                    continue  # start and end both given (the training feed): no lookup
                 lo, hi = self._c.watermarks(self.topic, p)
-                self._end[p] = hi
+                self._end.setdefault(p, hi)
                 if p not in self.positions:  # committed, else earliest
                     c = got.get((self.topic, p))
                     self.positions[p] = lo if c is None else c
@@ -272,6 +278,13 @@ class FeedConsumer:
         if self._paused and self._held < self.max_buffered_bytes // 2:
             self._c.resume([(self.topic, p) for p in sorted(self._paused)])
             self._paused.clear()
+        elif self._paused:
+            # Never stall: a paused partition whose buffer ran empty is resumed whatever the
+            # total (strict order may be waiting on it while the others hold the budget).
+            dry = sorted(p for p in self._paused if not self._bufs[p])
+            if dry:
+                self._c.resume([(self.topic, p) for p in dry])
+                self._paused.difference_update(dry)
         recs = self._c.consume(10000, timeout, self._meta)
         # Records arrive in runs per partition (one run per fetched batch): handle a run
         # with bisects and one extend instead of a loop turn per record.

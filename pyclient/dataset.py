@@ -1,30 +1,34 @@
 """Training feed: a PyTorch-compatible IterableDataset of packed token sequences read from
-Kafka, data-parallel aware, with an exact ``state_dict()`` / ``load_state_dict()``.
+Kafka, data-parallel aware, with epochs and an exact, layout-independent resume state.
 
 torch is optional: the class subclasses ``torch.utils.data.IterableDataset`` only when torch
 is importable, and yields plain lists of ints otherwise (tensors with torch).
 
-Readers: with world size W (data-parallel ranks) and K DataLoader workers per rank there are
-N = W*K readers; reader ``g = rank*K + worker`` reads partitions ``p`` with ``p % N == g``
-(see :func:`pyclient.consumer.split_partitions`). No two readers share a partition and every
-partition has one reader; with fewer partitions than readers some readers would have no
-data, which is refused.
+Layout: rank and world size are resolved when the dataset is built, in the main process
+(``torch.distributed`` if initialised, else ``$RANK``/``$WORLD_SIZE``), and travel with the
+dataset into DataLoader workers of any start method; the worker id comes from the worker.
+With W ranks x K workers there are N = W*K readers; reader ``g = rank*K + worker`` reads the
+partitions ``p`` with ``p % N == g``. Readers beyond the partition count read nothing.
 
-State of a reader: the offset after the last record it tokenized (per partition), the
-partition next in its round-robin, and the tokens already read but not yet yielded (less
-than one batch). Every yielded batch carries its reader's state in ``batch["kafka_state"]``,
-so the state that matches what the training loop has *taken* is known even when DataLoader
-workers prefetch; :class:`FeedState` collects them on the training side.
+Epochs: the constructor (and ``set_epoch``) records each partition's first and end offset
+once, in the main process; every reader of the epoch reads exactly that range. The state
+(:mod:`pyclient.feed_state`) holds per-partition cursors, never tokens.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import zlib
 from array import array
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from .consumer import CHUNK, FeedConsumer, reader_index, split_partitions
+from . import feed_state as fs
+from .backends import KafkaKitError, make_admin, make_consumer, resolve
+from .config import CONSUMER_DEFAULTS, merged
+from .consumer import CHUNK, MAX_BUFFERED, FeedConsumer, reader_index, split_partitions
+from .feed_state import LayoutError, merge
 from .tokenize import ByteTokenizer, as_value_encoder, eos_of
 
 try:  # torch stays optional
@@ -34,34 +38,37 @@ except ImportError:  # pragma: no cover - depends on the install
     torch = None
     _Base = object  # type: ignore[assignment,misc]
 
-STATE_VERSION = 1
+__all__ = ["KafkaTokenDataset", "LayoutError", "merge_state_dicts", "as_batch"]
+#: auto.offset.reset per backend: a position that is no longer valid is an error, never a jump.
+_NO_RESET = {"confluent": "error", "kafka-python": "none"}
 
 
-class LayoutError(ValueError):
-    """A saved state does not fit the current world size / workers / partitions."""
-
-
-def _dist_rank_world() -> tuple[int, int]:
+def _dist_rank_world() -> tuple[int, int] | None:
     if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return None
 
 
-def _worker() -> tuple[int, int]:
+def _worker() -> tuple[int, int] | None:
     if torch is not None:
         info = torch.utils.data.get_worker_info()
         if info is not None:
             return info.id, info.num_workers
-    return 0, 1
+    return None
 
 
 class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
     """Packed training batches ``{"input_ids": [batch_size x seq_len], "kafka_state": ...}``.
 
-    Documents (record values, UTF-8) are tokenized, each followed by ``eos_id``, concatenated
-    and cut into sequences of ``seq_len`` tokens; ``batch_size`` sequences make a batch.
-    With ``stop_at_end`` (default) an iteration ends at the topic's end offsets seen when it
-    started; tokens that do not fill a last batch stay in the state for the next run.
+    Documents (record values, UTF-8) are tokenized, each followed by the tokenizer's EOS
+    (or ``eos_id``; a tokenizer without one is refused), concatenated and cut into sequences
+    of ``seq_len`` tokens; ``batch_size`` sequences make a batch. An iteration reads the
+    current epoch's recorded offset range of this reader's partitions and ends there.
+    ``last_batch``: what happens to a reader's tokens that do not fill a last batch of the
+    epoch: ``"drop"`` (default) or ``"pad"`` (one more batch padded with ``pad_id``, default
+    EOS; every batch then carries ``attention_mask``, 0 on padding). ``on_missing``: a
+    saved position whose records are gone (retention, truncation) is an error (default), or
+    with ``"skip"`` the reader moves to the first record there, counting the skipped ones.
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *, seq_len: int,
@@ -69,111 +76,204 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                  rank: int | None = None, world_size: int | None = None,
                  worker_id: int | None = None, num_workers: int | None = None,
                  settings: dict[str, Any] | None = None, backend: str | None = None,
-                 stop_at_end: bool = True, tokenize_batch: int = 64,
-                 chunk: int = CHUNK) -> None:
+                 last_batch: Literal["drop", "pad"] = "drop", pad_id: int | None = None,
+                 on_missing: Literal["error", "skip"] = "error", tokenize_batch: int = 64,
+                 chunk: int = CHUNK, max_buffered_bytes: int = MAX_BUFFERED,
+                 timeout: float = 30.0) -> None:
+        if seq_len < 1 or batch_size < 1:
+            raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
+        if last_batch not in ("drop", "pad") or on_missing not in ("error", "skip"):
+            raise ValueError(f"last_batch must be 'drop' or 'pad' (got {last_batch!r}); "
+                             f"on_missing 'error' or 'skip' (got {on_missing!r})")
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.seq_len, self.batch_size = seq_len, batch_size
         self.tokenizer = tokenizer if tokenizer is not None else ByteTokenizer()
-        self.eos_id = eos_of(self.tokenizer, eos_id)
-        self._rank, self._world = rank, world_size
+        eos = eos_of(self.tokenizer, eos_id)
+        if eos is None:
+            raise ValueError(f"tokenizer {type(self.tokenizer).__name__} has no eos_id / "
+                             "eos_token_id: pass eos_id= (documents would run together)")
+        self.eos_id = eos
+        self.pad_id = eos if pad_id is None else pad_id
+        self.last_batch, self.on_missing = last_batch, on_missing
+        self.settings, self.backend = dict(settings or {}), resolve(backend)
+        self.tokenize_batch, self.chunk = tokenize_batch, chunk
+        self.max_buffered_bytes, self.timeout = max_buffered_bytes, timeout
         self._worker_id, self._num_workers = worker_id, num_workers
-        self.settings, self.backend = dict(settings or {}), backend
-        self.stop_at_end, self.tokenize_batch, self.chunk = stop_at_end, tokenize_batch, chunk
-        self._loaded: dict[str, Any] | None = None
-        self._last: dict[str, dict[str, Any]] = {}
+        self._explicit_world = rank is not None or world_size is not None
+        got = _dist_rank_world()
+        env = (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        r, w = got if got is not None else env
+        self.rank = r if rank is None else rank
+        self.world_size = w if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} out of range for world size {self.world_size}")
+        self._state = self._plan(0)
 
-    # -- layout ----------------------------------------------------------------------------
-    def layout(self) -> tuple[int, int, int, int]:
-        """(rank, world_size, worker, num_workers) of the calling process/worker."""
-        r, w = _dist_rank_world()
-        k, nk = _worker()
-        return (self._rank if self._rank is not None else r,
-                self._world if self._world is not None else w,
-                self._worker_id if self._worker_id is not None else k,
-                self._num_workers if self._num_workers is not None else nk)
+    # -- epochs and plans (main process) --------------------------------------------------
+    def _cfg(self) -> dict[str, Any]:
+        cfg = merged(CONSUMER_DEFAULTS, self.backend, self.bootstrap_servers, self.settings)
+        cfg.setdefault("group.id", f"pyclient-{self.topic}")  # never committed nor read
+        if "auto.offset.reset" not in self.settings:  # the user's value wins
+            cfg["auto.offset.reset"] = _NO_RESET[self.backend]
+        return cfg
 
-    def _picker(self, reader: int, readers: int, world: int, nworkers: int,
-                plan: dict[str, Any]) -> Any:
-        """The FeedConsumer's partition chooser: this reader's share of the topic, checked
-        against the saved state (the start offsets and the rest go to ``plan``)."""
-        def pick(all_parts: list[int]) -> list[int]:
-            if len(all_parts) < readers:
-                raise LayoutError(
-                    f"topic {self.topic!r} has {len(all_parts)} partitions for {readers} "
-                    "readers (world_size x num_workers); some readers would get no data. "
-                    "Use at least as many partitions as readers.")
-            mine = split_partitions(all_parts, reader, readers)
-            plan["nparts"] = len(all_parts)
-            plan["state"] = resume_state(self._loaded, reader, world, nworkers, len(all_parts), mine)
-            return mine
-        return pick
-
-    # -- iteration -------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        rank, world, worker, nworkers = self.layout()
-        reader, readers = reader_index(rank, world, worker, nworkers)
-        plan: dict[str, Any] = {}
-        cons = FeedConsumer(self.bootstrap_servers, self.topic, settings=self.settings,
-                            backend=self.backend,
-                            partitions=self._picker(reader, readers, world, nworkers, plan),
-                            start=lambda _mine: plan["state"]["offsets"],
-                            stop_at_end=self.stop_at_end, meta=False, chunk=self.chunk)
-        st, nparts = plan["state"], plan["nparts"]
-        cons.next_partition = st["next_partition"]
-        encode, eos = as_value_encoder(self.tokenizer), self.eos_id
-        buf: list[int] = list(st["tokens"])
-        need = self.seq_len * self.batch_size
-        header = {"version": STATE_VERSION, "topic": self.topic, "world_size": world,
-                  "num_workers": nworkers, "num_partitions": nparts, "seq_len": self.seq_len,
-                  "chunk": self.chunk}
-        docs = ntok = 0
+    def _probe(self) -> tuple[str | None, dict[int, tuple[int, int]]]:
+        """The topic's id and each partition's (log start, end) offsets now."""
+        cfg = self._cfg()
+        servers = cfg["bootstrap.servers"]
         try:
-            while True:
-                while len(buf) < need:
-                    # Pull about as many documents as the batch still needs (at most
-                    # tokenize_batch), so that the leftover carried in the state stays small.
-                    avg = ntok // docs if docs else 256
-                    want = min(self.tokenize_batch, max(1, (need - len(buf)) // max(avg, 1) + 1))
-                    recs = cons.consume(want, timeout=1.0)
-                    if not recs:
-                        if cons.at_end():
-                            # The end: the state now also covers records read after the
-                            # last batch (their tokens are all in the leftover).
-                            self._last = snapshot(cons, reader, buf)
-                            self._header = header
-                            return
-                        continue
-                    before = len(buf)
-                    for ids in encode([r.value or b"" for r in recs]):
-                        buf.extend(ids)
-                        if eos is not None:
-                            buf.append(eos)
-                    docs += len(recs)
-                    ntok += len(buf) - before
-                block, buf = buf[:need], buf[need:]
-                state = {**header, "readers": snapshot(cons, reader, buf)}
-                self._last = state["readers"]
-                self._header = header
-                yield {"input_ids": as_batch(block, self.batch_size, self.seq_len),
-                       "kafka_state": state}
-        finally:
-            cons.close()
+            admin = make_admin({k: v for k, v in cfg.items() if k in self.settings
+                                or k == "bootstrap.servers"}, self.backend)
+            try:
+                tid = admin.topic_id(self.topic, self.timeout)
+            finally:
+                admin.close()
+            c = make_consumer(cfg, self.backend)
+            try:
+                marks = {p: c.watermarks(self.topic, p) for p in c.partitions_for(self.topic)}
+            finally:
+                c.close()
+        except KafkaKitError as e:
+            raise KafkaKitError(f"training feed: topic {self.topic!r} on {servers}: {e}") from e
+        except Exception as e:  # client libraries raise their own types for timeouts
+            raise KafkaKitError(f"training feed: cannot read topic {self.topic!r} from "
+                                f"{servers} within {self.timeout:g} s: {e}") from e
+        return tid, marks
+
+    def _plan(self, epoch: int) -> dict[str, Any]:
+        tid, marks = self._probe()
+        return fs.new_state(self.topic, tid, self.seq_len, self.batch_size, self.chunk, epoch,
+                            {p: lo for p, (lo, _) in marks.items()},
+                            {p: hi for p, (_, hi) in marks.items()})
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration reads."""
+        return int(self._state["epoch"])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Read ``epoch`` next. The current epoch: nothing changes (a loaded mid-epoch
+        state continues); a later one: its offset range is recorded now, from each
+        partition's log start to its end. Call it in the main process before ``iter()``
+        (DataLoader workers get the dataset then; not with ``persistent_workers``)."""
+        if epoch < self.epoch:
+            raise ValueError(f"set_epoch({epoch}): the state is at epoch {self.epoch} already")
+        if epoch > self.epoch:
+            self._state = self._plan(epoch)
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """State after the last batch yielded by this process's iterator (no DataLoader
-        workers). With workers, use :class:`FeedState` on the batches instead."""
-        if not self._last:
-            return dict(self._loaded or {})
-        return {**self._header, "readers": dict(self._last)}
+        """The state after every batch this process took (see :meth:`update`)."""
+        return fs.to_json(copy.deepcopy(self._state))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state`` at the next iteration (checked against the layout then)."""
-        if state and state.get("version") != STATE_VERSION:
-            raise LayoutError(f"unsupported state version {state.get('version')}")
-        if state and state.get("topic") != self.topic:
-            raise LayoutError(f"state is for topic {state.get('topic')!r}, not {self.topic!r}")
-        self._loaded = state or None
+        """Resume from ``state`` (any layout). Checked now against the topic: the same topic
+        id, every partition still there, every unread record still in the log (else
+        LayoutError naming partitions and offsets, or with ``on_missing="skip"`` skipped and
+        counted in ``skipped_records``). A finished epoch continues with the next one."""
+        st = fs.check(state)
+        if st["topic"] != self.topic:
+            raise LayoutError(f"feed state field 'topic': the state is for topic "
+                              f"{st['topic']!r}, not {self.topic!r}")
+        for f in ("seq_len", "batch_size", "chunk"):
+            if st[f] != getattr(self, f):
+                raise LayoutError(f"feed state field {f!r}: the state has {st[f]}, this dataset "
+                                  f"{getattr(self, f)}; resuming would cut other batches")
+        tid, marks = self._probe()
+        if st["topic_id"] is not None and tid is not None and st["topic_id"] != tid:
+            raise LayoutError(f"feed state field 'topic_id': topic {self.topic!r} now has id {tid}"
+                              f", the state {st['topic_id']}: it was deleted and created again, "
+                              "the saved offsets mean other records. Start from a fresh state.")
+        gone = sorted(set(st["end"]) - set(marks))
+        if gone:
+            raise LayoutError(f"feed state field 'end': partitions {gone} of topic {self.topic!r} "
+                              f"no longer exist (it has {len(marks)}); their records cannot be read")
+        self._check_offsets(st, marks)
+        if fs.complete(st):
+            nxt = self._plan(st["epoch"] + 1)
+            nxt["skipped_records"] = st["skipped_records"]
+            st = nxt
+        self._state = st
+
+    def _check_offsets(self, st: dict[str, Any], marks: dict[int, tuple[int, int]]) -> None:
+        bad = []
+        for p, (o, s) in sorted(st["cursor"].items()):
+            lo, hi = marks[p]
+            end = st["end"][p]
+            if o < end and (o < lo or end > hi):
+                bad.append((p, o, end, lo, hi))
+        if not bad:
+            return
+        what = "; ".join(f"partition {p}: next offset {o}, epoch end {e}, log now [{lo}, {hi})"
+                         for p, o, e, lo, hi in bad)
+        if self.on_missing == "error":
+            raise LayoutError(f"topic {self.topic!r}: records the state still has to deliver are "
+                              f"gone ({what}); retention or truncation removed them. Pass "
+                              "on_missing='skip' to continue without them (counted).")
+        for p, o, e, lo, hi in bad:
+            new_end = min(e, hi)
+            new_o = min(max(o, lo), new_end)
+            st["skipped_records"] += (new_o - o) + (e - new_end)
+            st["end"][p] = new_end
+            st["start"][p] = min(st["start"][p], new_o)
+            st["cursor"][p] = [new_o, st["cursor"][p][1] if new_o == o else 0]
+
+    @property
+    def skipped_records(self) -> int:
+        """Records skipped under ``on_missing="skip"`` since this state's run began."""
+        return int(self._state["skipped_records"])
+
+    def _key(self) -> str:
+        st = self._state
+        span = repr(sorted((p, st["start"][p], st["end"][p]) for p in st["end"])).encode()
+        return f"{st['topic_id']}:{st['epoch']}:{zlib.crc32(span):08x}"
+
+    def update(self, batch: dict[str, Any]) -> None:
+        """Record that the training loop took ``batch`` (call it in the main process with
+        DataLoader workers; without workers iteration records it already)."""
+        bs = batch["kafka_state"]
+        if bs["plan"] != self._key():
+            raise LayoutError(f"this batch comes from epoch plan {bs['plan']}, the dataset is "
+                              f"at {self._key()}: call update() with batches of the current epoch")
+        fs.advance(self._state, {int(p): c for p, c in bs["cursor"].items()}, bs["layout"],
+                   {str(bs["reader"]): bs["next"]} if bs["next"] is not None else {})
+
+    # -- iteration -------------------------------------------------------------------------
+    def layout(self) -> tuple[int, int, int, int]:
+        """(rank, world_size, worker, num_workers) of the calling process/worker."""
+        got = _dist_rank_world()
+        if (got is not None and not self._explicit_world and _worker() is None
+                and got != (self.rank, self.world_size)):
+            raise LayoutError(f"torch.distributed says rank {got[0]} of {got[1]}, the dataset was "
+                              f"built for rank {self.rank} of {self.world_size}: build it after "
+                              "init_process_group() or pass rank= and world_size=")
+        k, nk = _worker() or (0, 1)
+        return (self.rank, self.world_size,
+                self._worker_id if self._worker_id is not None else k,
+                self._num_workers if self._num_workers is not None else nk)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from .feed_reader import read_batches
+
+        rank, world, worker, nworkers = self.layout()
+        reader, readers = reader_index(rank, world, worker, nworkers)
+        st = self._state
+        mine = split_partitions(sorted(st["end"]), reader, readers)
+        key, layout = self._key(), [world, nworkers]
+        nxt = st["order"]["next"].get(str(reader)) if st["order"]["layout"] == layout else None
+        for block, cursors, nxt_p, valid in read_batches(self, mine, nxt):
+            if block is None:  # the epoch's end: nothing left to take (drop mode's tail)
+                fs.advance(st, cursors, None, {})
+                return
+            bstate = {"plan": key, "reader": reader, "layout": layout,
+                      "cursor": cursors, "next": nxt_p}
+            fs.advance(st, cursors, layout, {str(reader): nxt_p} if nxt_p is not None else {})
+            out: dict[str, Any] = {"input_ids": as_batch(block, self.batch_size, self.seq_len),
+                                   "kafka_state": bstate}
+            if self.last_batch == "pad":
+                out["attention_mask"] = as_batch([1] * valid + [0] * (len(block) - valid),
+                                                 self.batch_size, self.seq_len)
+            yield out
 
 
 def as_batch(tokens: list[int], batch_size: int, seq_len: int) -> Any:
@@ -185,77 +285,26 @@ def as_batch(tokens: list[int], batch_size: int, seq_len: int) -> Any:
     return torch.frombuffer(array("q", tokens), dtype=torch.int64).view(batch_size, seq_len)
 
 
-def snapshot(cons: FeedConsumer, reader: int, buf: list[int]) -> dict[str, Any]:
-    """The state of one reader: offsets after the records tokenized, round-robin position,
-    tokens not yet yielded."""
-    return {str(reader): {"offsets": {str(p): o for p, o in cons.positions.items()},
-                          "next_partition": cons.next_partition, "tokens": list(buf)}}
-
-
-class FeedState:
-    """Collects the reader states riding on batches, on the training-loop side.
-
-    ``tracker.update(batch)`` after the loop has taken a batch; ``tracker.state_dict()`` is
-    the rank's state to save with the model checkpoint.
-    """
-
-    def __init__(self) -> None:
-        self._header: dict[str, Any] = {}
-        self._readers: dict[str, Any] = {}
-
-    def update(self, batch: dict[str, Any]) -> None:
-        st = batch["kafka_state"]
-        self._header = {k: v for k, v in st.items() if k != "readers"}
-        self._readers.update(st["readers"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self._header, "readers": dict(self._readers)} if self._header else {}
-
-
 def merge_state_dicts(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge the states saved by every rank into one, loadable under another world size."""
-    states = [s for s in states if s]
-    if not states:
-        return {}
-    head = {k: v for k, v in states[0].items() if k != "readers"}
-    readers: dict[str, Any] = {}
-    for s in states:
-        if {k: v for k, v in s.items() if k != "readers"} != head:
-            raise LayoutError("states come from different runs (layout headers differ)")
-        readers.update(s["readers"])
-    return {**head, "readers": readers}
+    """One state from the states every rank saved (any subset of them, in any order):
+    each partition's furthest cursor. Loadable under any world size and worker count."""
+    return fs.to_json(merge(states)) if any(states) else {}
 
 
-def resume_state(state: dict[str, Any] | None, reader: int, world: int, nworkers: int,
-                 nparts: int, mine: list[int]) -> dict[str, Any]:
-    """The start offsets, round-robin position and leftover tokens of ``reader``."""
-    fresh: dict[str, Any] = {"offsets": {}, "next_partition": None, "tokens": []}
-    if not state:
-        return fresh
-    readers = state["readers"]
-    same = (state["world_size"], state["num_workers"], state["num_partitions"]) == (world, nworkers, nparts)
-    if same:
-        rs = readers.get(str(reader))
-        if rs is None:
-            if len(readers) == 0:
-                return fresh
-            raise LayoutError(f"the state has no entry for reader {reader}; load the state saved "
-                              "by this rank (or the merged state of all ranks)")
-        return {"offsets": {int(p): o for p, o in rs["offsets"].items()},
-                "next_partition": rs["next_partition"], "tokens": rs["tokens"]}
-    old_readers = state["world_size"] * state["num_workers"]
-    if len(readers) != old_readers:
-        raise LayoutError(
-            f"the layout changed (world_size x num_workers x partitions: {state['world_size']}x"
-            f"{state['num_workers']}x{state['num_partitions']} -> {world}x{nworkers}x{nparts}) and "
-            f"the state holds {len(readers)} of {old_readers} readers; merge the states of all "
-            "ranks with pyclient.dataset.merge_state_dicts() to re-split the partitions")
-    offsets: dict[int, int] = {}
-    for rs in readers.values():
-        offsets.update({int(p): o for p, o in rs["offsets"].items()})
-    tokens: list[int] = []
-    if reader == 0:  # the old readers' leftovers go, in reader order, to the new reader 0
-        for g in sorted(readers, key=int):
-            tokens.extend(readers[g]["tokens"])
-    return {"offsets": {p: o for p, o in offsets.items() if p in mine},
-            "next_partition": None, "tokens": tokens}
+def from_stateful_dataloader(state: dict[str, Any]) -> dict[str, Any]:
+    """The feed state inside a torchdata ``StatefulDataLoader.state_dict()`` (its dataset
+    state without workers, the merge of its workers' states with them)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if x.get("format") == fs.FORMAT:
+                found.append(x)
+                return
+            for v in x.values():
+                walk(v)
+    walk(state)
+    if not found:
+        raise LayoutError("no pyclient feed state inside this StatefulDataLoader state")
+    return merge_state_dicts(found)
+

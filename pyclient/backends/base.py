@@ -122,6 +122,9 @@ class AdminBackend(Protocol):
     def create_topic(self, name: str, partitions: int, replication_factor: int,
                      config: dict[str, str], timeout: float) -> None: ...
 
+    def topic_id(self, name: str, timeout: float) -> str | None:
+        """The topic's id (KIP-516), None where the broker has none."""
+
     def delete_topic(self, name: str, timeout: float) -> None: ...
 
     def close(self) -> None: ...

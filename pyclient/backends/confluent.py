@@ -172,6 +172,15 @@ class Admin:
         except ck.KafkaException as e:
             raise KafkaKitError(f"create topic {name!r}: {e.args[0].str()}") from e
 
+    def topic_id(self, name: str, timeout: float) -> str | None:
+        """The topic's id (changes when the topic is deleted and created again)."""
+        try:
+            d = self._a.describe_topics(ck.TopicCollection([name]),
+                                        request_timeout=timeout)[name].result(timeout)
+        except ck.KafkaException as e:
+            raise KafkaKitError(f"describe topic {name!r}: {e.args[0].str()}") from e
+        return str(d.topic_id) if getattr(d, "topic_id", None) is not None else None
+
     def delete_topic(self, name: str, timeout: float) -> None:
         try:
             self._a.delete_topics([name], request_timeout=timeout)[name].result(timeout)

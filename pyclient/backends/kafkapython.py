@@ -217,6 +217,15 @@ class Admin:
         except KafkaError as e:
             raise KafkaKitError(f"create topic {name!r}: {e}") from e
 
+    def topic_id(self, name: str, timeout: float) -> str | None:
+        """The topic's id (changes when the topic is deleted and created again)."""
+        try:
+            (t,) = self._a.describe_topics([name])
+        except (KafkaError, ValueError) as e:
+            raise KafkaKitError(f"describe topic {name!r}: {e}") from e
+        tid = t.get("topic_id")
+        return str(tid) if tid and str(tid) != "00000000-0000-0000-0000-000000000000" else None
+
     def delete_topic(self, name: str, timeout: float) -> None:
         try:
             self._a.delete_topics([name], timeout_ms=int(timeout * 1000))

@@ -1,0 +1,139 @@
+"""One reader of the training feed: its partitions' records of the epoch, tokenized, packed
+and cut into batches, with the cursor of every partition after each batch.
+
+Bookkeeping per document: ``(partition, offset, tokens, skip)``, kept from when it is
+tokenized until its last token is in a yielded batch. After a batch, a partition's cursor is
+its first document not yet fully yielded (offset, tokens of it already yielded), else the
+consumer's position. A resumed cursor ``[offset, skip]`` re-reads the record at ``offset``
+and drops its first ``skip`` tokens; the record order of a reader depends only on its
+partitions, their start positions and ``chunk`` (see :mod:`pyclient.consumer`), so the same
+layout continues with exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .consumer import FeedConsumer
+from .feed_state import LayoutError
+from .tokenize import as_value_encoder
+
+if TYPE_CHECKING:
+    from .dataset import KafkaTokenDataset
+
+Cursors = dict[int, list[int]]
+#: (tokens or None at the end, cursors after it, next partition, real tokens in it)
+Step = tuple["list[int] | None", Cursors, "int | None", int]
+
+
+def read_batches(ds: KafkaTokenDataset, mine: list[int], nxt: int | None) -> Iterator[Step]:
+    st = ds._state
+    end = {p: st["end"][p] for p in mine}
+    todo = [p for p in mine if st["cursor"][p][0] < end[p]]
+    if not todo:
+        return
+    start = {p: st["cursor"][p][0] for p in todo}
+    skip = {p: st["cursor"][p][1] for p in todo if st["cursor"][p][1]}
+    cons = FeedConsumer(ds.bootstrap_servers, ds.topic, settings=ds._cfg(), backend=ds.backend,
+                        partitions=todo, start=start, end=end, stop_at_end=True, meta=False,
+                        chunk=ds.chunk, max_buffered_bytes=ds.max_buffered_bytes)
+    try:
+        cons.next_partition = nxt
+        yield from _pack(ds, cons, todo, skip)
+    finally:
+        cons.close()
+
+
+def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
+          skip: dict[int, int]) -> Iterator[Step]:
+    encode, eos = as_value_encoder(ds.tokenizer), ds.eos_id
+    need = ds.seq_len * ds.batch_size
+    buf: list[int] = []
+    h = 0                                        # tokens of buf before h are yielded
+    docs: deque[list[int]] = deque()             # [partition, offset, tokens, skip]
+    pend: dict[int, deque[list[int]]] = {p: deque() for p in todo}  # same lists, per partition
+    used = 0                                     # tokens of docs[0] yielded beyond its skip
+    ndocs = ntok = 0
+
+    def cursors() -> Cursors:
+        out: Cursors = {}
+        for p in todo:
+            q = pend[p]
+            if q:
+                d = q[0]
+                out[p] = [d[1], d[3] + (used if docs and docs[0] is d else 0)]
+            else:
+                out[p] = [cons.positions[p], 0]
+        return out
+
+    def nxt() -> int | None:
+        return docs[0][0] if docs else cons.next_partition
+
+    while True:
+        while len(buf) - h < need:
+            avg = ntok // ndocs if ndocs else 256
+            want = min(ds.tokenize_batch, max(1, (need - len(buf) + h) // max(avg, 1) + 1))
+            recs = cons.consume(want, timeout=1.0)
+            if not recs:
+                if not cons.at_end():
+                    continue
+                left = len(buf) - h
+                if left and ds.last_batch == "pad":
+                    block = buf[h:] + [ds.pad_id] * (need - left)
+                    docs.clear()
+                    for q in pend.values():
+                        q.clear()
+                    yield block, cursors(), None, left
+                else:
+                    docs.clear()
+                    for q in pend.values():
+                        q.clear()
+                yield None, cursors(), None, 0
+                return
+            before = len(buf)
+            for r, ids in zip(recs, encode([r.value or b"" for r in recs])):
+                n = len(ids) + 1
+                s = 0
+                if skip and r.partition in skip:
+                    s = skip.pop(r.partition)
+                    want_at = cons_start(cons, r.partition)
+                    if r.offset != want_at or s >= n:
+                        raise LayoutError(
+                            f"partition {r.partition}: the state resumes inside the record at "
+                            f"offset {want_at} after {s} of its tokens, but the first record read "
+                            f"is at offset {r.offset} with {n} tokens (record removed, or another "
+                            "tokenizer than the saved run's)")
+                    buf.extend(ids[s:] if s < len(ids) else ())
+                else:
+                    buf.extend(ids)
+                buf.append(eos)
+                d = [r.partition, r.offset, n - s, s]
+                docs.append(d)
+                pend[r.partition].append(d)
+            ndocs += len(recs)
+            ntok += len(buf) - before
+        block = buf[h:h + need]
+        h += need
+        if h >= 65536 and h * 2 >= len(buf):
+            del buf[:h]
+            h = 0
+        rem = need
+        while rem:
+            d = docs[0]
+            left = d[2] - used
+            if left <= rem:
+                rem -= left
+                used = 0
+                docs.popleft()
+                pend[d[0]].popleft()
+            else:
+                used += rem
+                rem = 0
+        yield block, cursors(), nxt(), need
+
+
+def cons_start(cons: FeedConsumer, p: int) -> int:
+    """The offset the consumer started ``p`` at (where a resumed split document lies)."""
+    return int(cons._start[p])

@@ -1,0 +1,172 @@
+"""The training feed's resume state: plain JSON-able data, offsets and positions only.
+
+A state describes one epoch of one topic and is the same whatever the layout (ranks x
+DataLoader workers) that wrote it:
+
+- ``start`` / ``end``: partition -> first offset and end offset of the epoch, recorded once
+  when the epoch was planned (so retention or late writes cannot shift its content);
+- ``cursor``: partition -> ``[offset, skip]``: every record of the partition below
+  ``offset`` was delivered in a taken batch, and so were the first ``skip`` tokens of the
+  record at ``offset`` (a document split between two batches). Resuming re-reads that record
+  and drops ``skip`` tokens: the state holds no tokens, so its size does not depend on the
+  documents (a few dozen bytes per partition);
+- ``order``: the layout ``[world_size, num_workers]`` and reader -> partition next in its
+  round-robin, used only to continue the same order under the same layout.
+
+Cursors only move forward within an epoch and each partition has one reader, so the merge of
+several states (ranks, workers, or a state and a batch's) is the furthest cursor of each
+partition: a reader that never yielded simply leaves its partitions at the epoch start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FORMAT = "pyclient.feed"
+VERSION = 2
+#: Fields that must agree for two states to be merged or for a state to be loaded.
+RUN_FIELDS = ("topic", "topic_id", "seq_len", "batch_size", "chunk", "epoch", "start", "end")
+
+
+class LayoutError(ValueError):
+    """A saved state is malformed or does not fit the current topic, layout or settings."""
+
+
+def _int(v: Any, field: str, lo: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise LayoutError(f"feed state field {field!r}: expected an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _pmap(v: Any, field: str) -> dict[int, Any]:
+    if not isinstance(v, dict):
+        raise LayoutError(f"feed state field {field!r}: expected a mapping partition -> value, "
+                          f"got {type(v).__name__}")
+    out: dict[int, Any] = {}
+    for k, x in v.items():
+        try:
+            out[int(k)] = x
+        except (TypeError, ValueError):
+            raise LayoutError(f"feed state field {field!r}: partition key {k!r} is not an "
+                              "integer") from None
+    return out
+
+
+def new_state(topic: str, topic_id: str | None, seq_len: int, batch_size: int, chunk: int,
+              epoch: int, start: dict[int, int], end: dict[int, int]) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "topic": topic, "topic_id": topic_id,
+            "seq_len": seq_len, "batch_size": batch_size, "chunk": chunk, "epoch": epoch,
+            "start": dict(start), "end": dict(end),
+            "cursor": {p: [o, 0] for p, o in start.items()},
+            "order": {"layout": None, "next": {}}, "skipped_records": 0}
+
+
+def check(state: Any) -> dict[str, Any]:
+    """Validate a state (from JSON or torch.save) and return it normalised (int partition
+    keys). Raises LayoutError naming the first bad field."""
+    if not isinstance(state, dict):
+        raise LayoutError(f"feed state: expected a dict, got {type(state).__name__}")
+    if state.get("format") != FORMAT:
+        raise LayoutError(f"feed state field 'format': expected {FORMAT!r}, got "
+                          f"{state.get('format')!r} (not a pyclient training-feed state)")
+    if state.get("version") != VERSION:
+        raise LayoutError(f"feed state field 'version': unsupported {state.get('version')!r} "
+                          f"(this pyclient reads version {VERSION})")
+    for f in ("topic",):
+        if not isinstance(state.get(f), str):
+            raise LayoutError(f"feed state field {f!r}: expected a string, got {state.get(f)!r}")
+    tid = state.get("topic_id")
+    if tid is not None and not isinstance(tid, str):
+        raise LayoutError(f"feed state field 'topic_id': expected a string or null, got {tid!r}")
+    out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "topic": state["topic"],
+                           "topic_id": tid}
+    for f in ("seq_len", "batch_size", "chunk"):
+        out[f] = _int(state.get(f), f, 1)
+    for f in ("epoch", "skipped_records"):
+        out[f] = _int(state.get(f), f)
+    out["start"] = {p: _int(o, f"start.{p}") for p, o in _pmap(state.get("start"), "start").items()}
+    out["end"] = {p: _int(o, f"end.{p}") for p, o in _pmap(state.get("end"), "end").items()}
+    if set(out["start"]) != set(out["end"]):
+        raise LayoutError("feed state fields 'start' and 'end' name different partitions")
+    cur: dict[int, list[int]] = {}
+    for p, c in _pmap(state.get("cursor"), "cursor").items():
+        f = f"cursor.{p}"
+        if not isinstance(c, (list, tuple)) or len(c) != 2:
+            raise LayoutError(f"feed state field {f!r}: expected [offset, skip], got {c!r}")
+        if p not in out["end"]:
+            raise LayoutError(f"feed state field {f!r}: partition {p} is not in the epoch's "
+                              "'end' offsets")
+        o, s = _int(c[0], f + "[0]"), _int(c[1], f + "[1]")
+        if not out["start"][p] <= o <= out["end"][p] or (s and o == out["end"][p]):
+            raise LayoutError(f"feed state field {f!r}: [{o}, {s}] lies outside the epoch's "
+                              f"range [{out['start'][p]}, {out['end'][p]}) of partition {p}")
+        cur[p] = [o, s]
+    for p, o in out["start"].items():
+        cur.setdefault(p, [o, 0])
+    out["cursor"] = cur
+    order = state.get("order")
+    if not isinstance(order, dict) or not isinstance(order.get("next", {}), dict):
+        raise LayoutError("feed state field 'order': expected {'layout': [W, K] | null, "
+                          f"'next': {{reader: partition}}}}, got {order!r}")
+    lay = order.get("layout")
+    if lay is not None and (not isinstance(lay, (list, tuple)) or len(lay) != 2):
+        raise LayoutError(f"feed state field 'order.layout': expected [world_size, num_workers],"
+                          f" got {lay!r}")
+    out["order"] = {"layout": None if lay is None else [_int(x, "order.layout", 1) for x in lay],
+                    "next": {str(g): _int(p, f"order.next.{g}")
+                             for g, p in order.get("next", {}).items()}}
+    return out
+
+
+def complete(state: dict[str, Any]) -> bool:
+    """True when every partition's cursor is at the epoch's end."""
+    return all(state["cursor"][p][0] >= e for p, e in state["end"].items())
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any], what: str = "states") -> None:
+    for f in RUN_FIELDS:
+        if a[f] != b[f]:
+            raise LayoutError(f"{what} differ in field {f!r} ({_short(a[f])} vs {_short(b[f])}): "
+                              "they come from different runs or epochs")
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def advance(state: dict[str, Any], cursors: dict[int, list[int]], layout: list[int] | None,
+            nxt: dict[str, int]) -> None:
+    """Move ``state``'s cursors forward to ``cursors`` (never back) and record the order."""
+    cur = state["cursor"]
+    for p, c in cursors.items():
+        if tuple(c) > tuple(cur[p]):
+            cur[p] = list(c)
+    if layout is not None:
+        if state["order"]["layout"] != layout:
+            state["order"] = {"layout": list(layout), "next": {}}
+        state["order"]["next"].update(nxt)
+
+
+def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One state from the states of every rank (or worker): each partition's furthest
+    cursor. Empty states are ignored; states of different runs or epochs are refused."""
+    got = [check(s) for s in states if s]
+    if not got:
+        return {}
+    out = check(got[0])
+    for s in got[1:]:
+        same_run(out, s)
+        advance(out, s["cursor"], None, {})
+        if s["order"]["layout"] == out["order"]["layout"]:
+            out["order"]["next"].update(s["order"]["next"])
+        out["skipped_records"] = max(out["skipped_records"], s["skipped_records"])
+    return out
+
+
+def to_json(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with string partition keys (what ``json.dumps`` writes anyway)."""
+    return {**state, "start": {str(p): o for p, o in state["start"].items()},
+            "end": {str(p): o for p, o in state["end"].items()},
+            "cursor": {str(p): list(c) for p, c in state["cursor"].items()},
+            "order": {"layout": state["order"]["layout"], "next": dict(state["order"]["next"])}}
