@@ -81,8 +81,9 @@ def test_dedicated_controller(rendered):
     assert props["node.id"] == "101"
     assert props["listeners"] == "CONTROLLER://:9093"
     assert props["controller.quorum.voters"] == VOTERS
-    # A controller advertises no client listener and has no inter-broker listener.
-    assert "advertised.listeners" not in props
+    # A controller advertises its controller listener only (so --bootstrap-controller and the
+    # roll gates reach it at the inventory's address) and has no inter-broker listener.
+    assert props["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
     assert "inter.broker.listener.name" not in props
     # Topic defaults stay: in KRaft the controller creates topics and elects leaders.
     assert props["unclean.leader.election.enable"] == "false"
@@ -105,7 +106,7 @@ def test_combined_host(rendered):
     _, props = rendered["both-1"]
     assert props["process.roles"] == "broker,controller"
     assert props["listeners"] == "PLAINTEXT://:9092,CONTROLLER://:9093"
-    assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.9:9092"
+    assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"
 
 
 def test_group_and_host_settings_win_in_order(rendered):

@@ -63,7 +63,10 @@ def test_rendered_config(host):
     assert props["node.id"] == str(NODE_IDS[hostname])
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"].count("@") == 3
-    assert props["advertised.listeners"] == f"PLAINTEXT://{_address(host)}:9092"
+    # Both listeners advertised at the inventory's address (molecule.yml: fixed IPs), so
+    # --bootstrap-controller and the roll gates reach the controllers without DNS.
+    assert props["advertised.listeners"] == \
+        f"PLAINTEXT://{_address(host)}:9092,CONTROLLER://{_address(host)}:9093"
     assert props["min.insync.replicas"] == "2"
     env = host.file("/etc/kafka/kafka.env").content_string
     assert "-Xms384m -Xmx384m" in env

@@ -42,7 +42,8 @@ def bootstrap(hosts) -> str:
     for h in hosts.values():
         props = h.file("/etc/kafka/server.properties").content_string
         adv = next(l for l in props.splitlines() if l.startswith("advertised.listeners="))
-        addresses.append(adv.split("//", 1)[1])
+        # The first advertised listener is the client one (then CONTROLLER on combined hosts).
+        addresses.append(adv.split("=", 1)[1].split(",")[0].split("//", 1)[1])
     return ",".join(addresses)
 
 
