@@ -1,0 +1,275 @@
+"""The JMX exporter agent as the kafka and zookeeper roles install it, on real JVMs.
+
+The roles' own tasks (tasks/jmx_exporter.yml) run through ansible-playbook on localhost into a
+temporary directory: the jar from .cache/dist checked against the pinned sha256, copied, the
+rules file rendered; a second run changes nothing; a wrong checksum fails naming the variable.
+Then a real KRaft broker (tests/pyclient/_broker.py) and a real ZooKeeper (Kafka 3.9.2's libs)
+start with the -javaagent option the roles write into kafka.env / zookeeper.env, and /metrics is
+read for the series the alert rules and the dashboard use.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from render_role import REPO
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+JAR = REPO / ".cache" / "dist" / "jmx_prometheus_javaagent-1.0.1.jar"
+RULES = REPO / "roles" / "monitoring" / "files" / "etc" / "prometheus" / "rules" / "kafka-kit.rules.yml"
+
+pytestmark = pytest.mark.skipif(not JAR.exists(), reason="run tools/fetch-jmx-exporter (make deps)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _install(work: Path, role: str, extra: dict, env_template: str) -> subprocess.CompletedProcess:
+    """Run <role>'s tasks/jmx_exporter.yml on localhost, then render its env file."""
+    prefix = role
+    inventory = {"all": {"hosts": {"node-1": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        f"{prefix}_jmx_exporter_install_dir": str(work / "opt"),
+        f"{prefix}_config_dir": str(work / "etc"),
+        f"{prefix}_jmx_exporter_local_path": str(JAR),
+        f"{prefix}_user": "root", f"{prefix}_group": "root",
+        **extra}}}}
+    (work / "etc").mkdir(exist_ok=True)
+    (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (work / "play.yml").write_text(f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {{name: {role}, tasks_from: jmx_exporter.yml, public: true}}
+    - ansible.builtin.template:
+        src: {REPO}/roles/{role}/templates/etc/{role}/{env_template}.j2
+        dest: {work}/etc/{env_template}
+        mode: "0644"
+""")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(work / "hosts.yml"), str(work / "play.yml")],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def _opts(env_file: Path, key: str) -> list[str]:
+    line = next(l for l in env_file.read_text().splitlines() if l.startswith(f"{key}="))
+    return shlex.split(line.split("=", 1)[1])
+
+
+def _scrape(port: int, auth: tuple[str, str] | None = None, timeout: float = 60) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(request, timeout=10).read().decode()
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _series(text: str) -> dict[str, float]:
+    """'name{labels}' -> value of every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def _names(series: dict[str, float]) -> set[str]:
+    return {k.split("{", 1)[0] for k in series}
+
+
+def _recap_changed(stdout: str) -> int:
+    return int(re.search(r"changed=(\d+)", stdout).group(1))
+
+
+@pytest.fixture(scope="module")
+def kafka_install(tmp_path_factory):
+    work = tmp_path_factory.mktemp("jmx-kafka")
+    port = _free_port()
+    extra = {"kafka_jmx_exporter_port": port, "kafka_jmx_exporter_bind_address": "127.0.0.1", "kafka_node_id": 1}
+    first = _install(work, "kafka", extra, "kafka.env")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    second = _install(work, "kafka", extra, "kafka.env")
+    return work, port, first, second
+
+
+def test_role_installs_the_pinned_jar_and_the_rules(kafka_install):
+    work, port, first, _ = kafka_install
+    jar = work / "opt" / "jmx_prometheus_javaagent-1.0.1.jar"
+    assert jar.read_bytes() == JAR.read_bytes()
+    rules = yaml.safe_load((work / "etc" / "jmx_exporter.yml").read_text())
+    assert rules["lowercaseOutputName"] is True and rules["rules"]
+    assert "httpServer" not in rules
+    opts = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")
+    assert opts == [f"-javaagent:{jar}=127.0.0.1:{port}:{work / 'etc' / 'jmx_exporter.yml'}"]
+
+
+def test_second_run_changes_nothing(kafka_install):
+    _, _, _, second = kafka_install
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert _recap_changed(second.stdout) == 0, second.stdout[-3000:]
+
+
+def test_disabled_agent_leaves_kafka_opts_alone(tmp_path):
+    (tmp_path / "etc").mkdir()
+    result = _install(tmp_path, "kafka", {"kafka_jmx_exporter_enabled": False, "kafka_node_id": 1,
+                                          "kafka_jvm_extra_opts": "-Dfoo=bar"}, "kafka.env")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert _opts(tmp_path / "etc" / "kafka.env", "KAFKA_OPTS") == ["-Dfoo=bar"]
+
+
+def test_wrong_checksum_fails_naming_the_variable(tmp_path):
+    result = _install(tmp_path, "kafka", {"kafka_node_id": 1, "kafka_jmx_exporter_checksum": "sha256:" + "0" * 64},
+                      "kafka.env")
+    assert result.returncode != 0
+    assert "kafka_jmx_exporter_local_path=" in result.stdout
+    assert "is not kafka_jmx_exporter_checksum" in result.stdout
+    assert not (tmp_path / "opt" / "jmx_prometheus_javaagent-1.0.1.jar").exists()
+
+
+@pytest.fixture(scope="module")
+def broker_metrics(kafka_install, tmp_path_factory):
+    """A real broker+controller started with the role's KAFKA_OPTS; its /metrics text."""
+    import _broker
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    work, port, _, _ = kafka_install
+    agent = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")[0]
+    wd = tmp_path_factory.mktemp("jmx-broker")
+    popen = subprocess.Popen
+
+    def with_agent(args, **kwargs):  # only the broker JVM, not the storage tool before it
+        if isinstance(args, list) and "kafka.Kafka" in args:
+            args = [args[0], agent, *args[1:]]
+        return popen(args, **kwargs)
+
+    _broker.subprocess.Popen = with_agent
+    try:
+        broker = _broker.start_broker(wd)
+    finally:
+        _broker.subprocess.Popen = popen
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_topics([NewTopic("metrics-check", 3, 1)])["metrics-check"].result(30)
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        for _ in range(200):
+            producer.produce("metrics-check", b"x" * 100)
+        producer.flush(30)
+        yield _series(_scrape(port))
+    finally:
+        broker.stop()
+
+
+def test_broker_series(broker_metrics):
+    s = broker_metrics
+    assert s["kafka_server_replicamanager_underreplicatedpartitions"] == 0
+    assert s["kafka_server_replicamanager_underminisrpartitioncount"] == 0
+    assert s["kafka_controller_kafkacontroller_activecontrollercount"] == 1
+    assert s["kafka_controller_kafkacontroller_offlinepartitionscount"] == 0
+    assert s["kafka_log_logmanager_offlinelogdirectorycount"] == 0
+    # The quorum's current leader is this node (node.id 1), in state leader.
+    assert s["kafka_server_raft_metrics_current_leader"] == 1
+    assert s['kafka_server_raft_metrics_current_state{state="leader"}'] == 1
+    assert 0 <= s["kafka_network_socketserver_networkprocessoravgidlepercent"] <= 1
+    assert 0 <= s["kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent"] <= 1
+    assert s['kafka_server_brokertopicmetrics_messagesin_total{topic="metrics-check"}'] >= 200
+    assert "kafka_server_replicamanager_isrshrinks_total" in s
+    assert s["process_start_time_seconds"] > 0
+    assert any(k.startswith("jvm_memory_used_bytes") for k in s)
+
+
+def test_every_kafka_series_of_the_alert_rules_is_exported(broker_metrics):
+    """A rule on a series the agent never exports would never fire: check each name."""
+    names = _names(broker_metrics)
+    text = RULES.read_text()
+    used = set(re.findall(r"\b(kafka_[a-z0-9_]+)\b", text)) - {"kafka_kit"}
+    used = {n for n in used if not n.startswith("kafka_kit")}
+    assert used, "the rules use kafka_* series"
+    assert used <= names, sorted(used - names)
+
+
+@pytest.fixture(scope="module")
+def zookeeper_metrics(tmp_path_factory):
+    """A one-member replicated ZooKeeper (standaloneEnabled=false) with the role's agent and
+    basic authentication on /metrics."""
+    work = tmp_path_factory.mktemp("jmx-zk")
+    port = _free_port()
+    auth = ("prometheus", "s3cret pass")
+    result = _install(work, "zookeeper", {
+        "zookeeper_jmx_exporter_port": port, "zookeeper_jmx_exporter_bind_address": "127.0.0.1",
+        "zookeeper_id": 1, "zookeeper_jmx_exporter_basic_auth_username": auth[0],
+        "zookeeper_jmx_exporter_basic_auth_password": auth[1]}, "zookeeper.env")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert oct((work / "etc" / "jmx_exporter.yml").stat().st_mode & 0o777) == "0o600"
+    archive = REPO / ".cache" / "dist" / "kafka_2.13-3.9.2.tgz"
+    if not archive.exists():
+        pytest.skip("ZooKeeper runs from Kafka 3.9.2's libs: tools/build-kafka-dist 3.9.2")
+    with tarfile.open(archive) as tar:
+        tar.extractall(work / "dist", filter="data")
+    data = work / "data"
+    data.mkdir()
+    (data / "myid").write_text("1\n")
+    client, peer, election = _free_port(), _free_port(), _free_port()
+    (work / "zoo.cfg").write_text(
+        f"dataDir={data}\nclientPort={client}\nclientPortAddress=127.0.0.1\ntickTime=2000\ninitLimit=10\n"
+        f"syncLimit=5\nstandaloneEnabled=false\nadmin.enableServer=false\n"
+        f"server.1=127.0.0.1:{peer}:{election}\n")
+    agent = _opts(work / "etc" / "zookeeper.env", "ZOOKEEPER_OPTS")
+    proc = subprocess.Popen(
+        ["java", "-Xmx128m", *agent, "-cp", f"{work}/dist/kafka_2.13-3.9.2/libs/*",
+         "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(work / "zoo.cfg")],
+        stdout=open(work / "zk.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            text = _scrape(port, auth)
+            if "zookeeper_role" in text or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        try:
+            _scrape(port, None, timeout=5)
+            unauthenticated = 200
+        except urllib.error.HTTPError as err:
+            unauthenticated = err.code
+        yield _series(text), unauthenticated
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_zookeeper_series_behind_basic_auth(zookeeper_metrics):
+    s, unauthenticated = zookeeper_metrics
+    assert unauthenticated == 401
+    assert s['zookeeper_role{role="Leader"}'] == 1
+    assert s["zookeeper_quorumsize"] == 1
+    assert s["zookeeper_outstandingrequests"] == 0
+    assert s["zookeeper_datatree_nodecount"] >= 1
+    assert "zookeeper_avgrequestlatency" in s
