@@ -232,6 +232,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         """Record that the training loop took ``batch`` (call it in the main process with
         DataLoader workers; without workers iteration records it already)."""
         bs = batch["kafka_state"]
+        if bs is None:  # a padding batch (pyclient.feed_sync.even_batches)
+            return
         if bs["plan"] != self._key():
             raise LayoutError(f"this batch comes from epoch plan {bs['plan']}, the dataset is "
                               f"at {self._key()}: call update() with batches of the current epoch")

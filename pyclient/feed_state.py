@@ -87,7 +87,7 @@ def check(state: Any) -> dict[str, Any]:
     out["start"] = {p: _int(o, f"start.{p}") for p, o in _pmap(state.get("start"), "start").items()}
     out["end"] = {p: _int(o, f"end.{p}") for p, o in _pmap(state.get("end"), "end").items()}
     if set(out["start"]) != set(out["end"]):
-        raise LayoutError("feed state fields 'start' and 'end' name different partitions")
+        raise LayoutError("feed state field 'start' and 'end': they name different partitions")
     cur: dict[int, list[int]] = {}
     for p, c in _pmap(state.get("cursor"), "cursor").items():
         f = f"cursor.{p}"
@@ -158,7 +158,9 @@ def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
     for s in got[1:]:
         same_run(out, s)
         advance(out, s["cursor"], None, {})
-        if s["order"]["layout"] == out["order"]["layout"]:
+        if out["order"]["layout"] is None:  # a state that never yielded knows no order
+            out["order"] = {"layout": s["order"]["layout"], "next": dict(s["order"]["next"])}
+        elif s["order"]["layout"] == out["order"]["layout"]:
             out["order"]["next"].update(s["order"]["next"])
         out["skipped_records"] = max(out["skipped_records"], s["skipped_records"])
     return out
