@@ -1,22 +1,30 @@
-"""The training feed through torch's own DataLoader with worker processes: tensors, an exact
-per-worker split, and a resume from the state of the batches the loop took. Runs where torch
-is installed (`make deps` installs the `torch` extra)."""
+"""The training feed through torch's own DataLoader (worker processes: fork, spawn,
+forkserver), torch.distributed (gloo, ranks initialised without RANK/WORLD_SIZE) and
+torchdata's StatefulDataLoader. Exactly-once is checked with the tagged tokenizer of
+test_dataset.py: every token names its document and position."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import corpus, docs_of, flat, make_topic
-from pyclient.dataset import FeedState, KafkaTokenDataset
+from helpers import corpus, make_topic
+from pyclient.dataset import KafkaTokenDataset, from_stateful_dataloader
 from pyclient.producer import Ingestor
+from test_dataset import check_once, real, tagged
 
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader, IterableDataset  # noqa: E402
 
-SEQ, BATCH, WORKERS = 40, 3, 2
+SEQ, BATCH = 40, 3
 
 
 @pytest.fixture(scope="module")
@@ -29,54 +37,147 @@ def topic(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str
 
 
 def _dataset(bootstrap: str, name: str, **kw: Any) -> KafkaTokenDataset:
-    return KafkaTokenDataset(bootstrap, name, seq_len=SEQ, batch_size=BATCH, **kw)
+    kw.setdefault("last_batch", "pad")
+    return KafkaTokenDataset(bootstrap, name, seq_len=SEQ, batch_size=BATCH, tokenizer=tagged,
+                             eos_id=1, **kw)
 
 
-def _reader(batch: dict[str, Any]) -> str:
-    (g,) = batch["kafka_state"]["readers"]
-    return g
-
-
-def _tail(bootstrap: str, name: str, state: dict[str, Any], worker: int) -> list[int]:
-    """What reader ``worker`` still holds after ``state``: its batches and its leftover,
-    read in this process with the same layout."""
-    ds = _dataset(bootstrap, name, worker_id=worker, num_workers=WORKERS)
-    ds.load_state_dict(state)
-    out = flat(list(ds))
-    return out + list(ds.state_dict()["readers"][str(worker)]["tokens"])
-
-
-def test_dataloader_workers_resume_exactly(bootstrap: str, topic: tuple[str, list[str]]) -> None:
+def test_docs_loop_resumes_when_only_one_worker_yielded(bootstrap: str,
+                                                        topic: tuple[str, list[str]]) -> None:
+    """The docs' loop with DataLoader(num_workers=2), stopped after the first batch (only
+    worker 0 has yielded), checkpointed as JSON, resumed in a new DataLoader: exactly once."""
     name, docs = topic
-    assert isinstance(_dataset(bootstrap, name), IterableDataset)
-
-    # Reference: each worker's whole stream, read in this process.
-    reference = {str(w): _tail(bootstrap, name, {}, w) for w in range(WORKERS)}
-    seen = [d for w in reference for d in docs_of(reference[w])]
-    assert len(seen) == len(docs) and sorted(seen) == sorted(docs)  # split: exact, disjoint
-
-    # Train for 8 batches with 2 worker processes (they prefetch ahead), then stop.
-    got: dict[str, list[int]] = {str(w): [] for w in range(WORKERS)}
-    tracker = FeedState()
-    loader = DataLoader(_dataset(bootstrap, name), batch_size=None, num_workers=WORKERS)
-    for i, batch in enumerate(loader):
+    ds = _dataset(bootstrap, name)
+    assert isinstance(ds, IterableDataset)
+    taken: list[dict[str, Any]] = []
+    for batch in DataLoader(ds, batch_size=None, num_workers=2):
         x = batch["input_ids"]
         assert isinstance(x, torch.Tensor) and x.shape == (BATCH, SEQ) and x.dtype == torch.int64
-        got[_reader(batch)].extend(x.flatten().tolist())
-        tracker.update(batch)
-        if i == 7:
-            break
-    del loader  # workers stop
-    state = tracker.state_dict()
-    assert sorted(state["readers"]) == ["0", "1"]
+        taken.append(batch)
+        ds.update(batch)  # the loop took it
+        break
+    ckpt = json.loads(json.dumps({"feed": ds.state_dict()}))
 
-    # Resume in a new DataLoader from the state of the batches taken: to the end.
-    ds = _dataset(bootstrap, name)
-    ds.load_state_dict(state)
-    for batch in DataLoader(ds, batch_size=None, num_workers=WORKERS):
-        got[_reader(batch)].extend(batch["input_ids"].flatten().tolist())
-        tracker.update(batch)  # the same tracker, as a training loop keeps one
-    final = tracker.state_dict()
-    for w in map(str, range(WORKERS)):
-        # No record skipped, none repeated, same order: taken before + after + what is left.
-        assert got[w] + _tail(bootstrap, name, final, int(w)) == reference[w]
+    ds2 = _dataset(bootstrap, name)
+    ds2.load_state_dict(ckpt["feed"])
+    loader = DataLoader(ds2, batch_size=None, num_workers=2)
+    for epoch in range(ds2.epoch, 1):
+        ds2.set_epoch(epoch)
+        for batch in loader:
+            taken.append(batch)
+            ds2.update(batch)
+    check_once(real(taken), docs)
+    # The state after the epoch resumes into epoch 1.
+    ds3 = _dataset(bootstrap, name)
+    ds3.load_state_dict(ds2.state_dict())
+    assert ds3.epoch == 1
+
+
+def test_reader_with_less_than_one_batch(bootstrap: str, topic_name: str) -> None:
+    """Partition 1 holds one short document: its worker never yields in drop mode, and a
+    state taken then (and one merged from the workers) resumes exactly."""
+    import confluent_kafka as ck
+
+    make_topic(bootstrap, topic_name, partitions=2)
+    docs = [f"doc-{i:06d} " + "w" * (i % 50) for i in range(300)]
+    p = ck.Producer({"bootstrap.servers": bootstrap})
+    for i, d in enumerate(docs):
+        p.produce(topic_name, d.encode(), partition=1 if i == 7 else 0)
+    assert p.flush(30) == 0
+    ds = _dataset(bootstrap, topic_name, last_batch="drop")
+    seen_readers = set()
+    taken = []
+    for batch in DataLoader(ds, batch_size=None, num_workers=2):
+        seen_readers.add(batch["kafka_state"]["reader"])
+        taken.append(batch)
+        ds.update(batch)
+        if len(taken) == 5:
+            break
+    assert seen_readers == {0}
+    ds2 = _dataset(bootstrap, topic_name)  # pad: the tail and the short document arrive
+    ds2.load_state_dict(ds.state_dict())
+    for batch in DataLoader(ds2, batch_size=None, num_workers=2):
+        taken.append(batch)
+    check_once(real(taken), docs)
+
+
+DIST_CHILD = textwrap.dedent("""
+    import json, os, sys
+    import torch, torch.distributed as dist
+    from torch.utils.data import DataLoader
+    sys.path.insert(0, sys.argv[6])
+    from test_dataset import tagged
+    from pyclient.dataset import KafkaTokenDataset
+    from pyclient.feed_sync import even_batches
+    boot, topic, init, rank, out, _, ctx = sys.argv[1:8]
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        os.environ.pop(k, None)
+    dist.init_process_group("gloo", init_method=init, rank=int(rank), world_size=2)
+    ds = KafkaTokenDataset(boot, topic, seq_len=40, batch_size=3, tokenizer=tagged, eos_id=1,
+                           last_batch="pad")
+    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=ctx)
+    tokens, steps, pads = [], 0, 0
+    for b in even_batches(loader, "pad", pad_id=1, shape=(3, 40)):
+        steps += 1
+        pads += bool(b.get("padding"))
+        m = b["attention_mask"].flatten().tolist()
+        tokens += [t for t, k in zip(b["input_ids"].flatten().tolist(), m) if k]
+        ds.update(b)
+    json.dump({"tokens": tokens, "steps": steps, "pads": pads,
+               "world": ds.world_size, "state": ds.state_dict()}, open(out, "w"))
+    dist.destroy_process_group()
+""")
+
+
+@pytest.mark.parametrize("ctx", ["spawn", "forkserver"])
+def test_ranks_resolved_in_the_main_process_with_spawned_workers(
+        bootstrap: str, topic_name: str, tmp_path: Path, ctx: str) -> None:
+    """Two gloo ranks initialised without RANK/WORLD_SIZE, workers started by spawn or
+    forkserver (they do not inherit the process group): each rank reads only its share, the
+    union is exact, and even_batches gives both ranks the same number of steps although
+    their partitions hold different amounts."""
+    import confluent_kafka as ck
+
+    make_topic(bootstrap, topic_name, partitions=4)
+    docs = [f"doc-{i:06d} " + "v" * (i % 80) for i in range(400)]
+    p = ck.Producer({"bootstrap.servers": bootstrap})
+    for i, d in enumerate(docs):  # rank 0 (partitions 0, 1) gets 3x rank 1's documents
+        p.produce(topic_name, d.encode(), partition=(0, 0, 0, 1, 1, 1, 2, 3)[i % 8])
+    assert p.flush(30) == 0
+    init = f"file://{tmp_path}/pg"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    here = str(Path(__file__).parent)
+    env["PYTHONPATH"] = os.pathsep.join([here, str(Path(here).parents[1])])
+    procs = [subprocess.Popen([sys.executable, "-c", DIST_CHILD, bootstrap, topic_name, init,
+                               str(r), str(tmp_path / f"r{r}.json"), here, ctx], env=env)
+             for r in range(2)]
+    assert [pr.wait(timeout=240) for pr in procs] == [0, 0]
+    res = [json.loads((tmp_path / f"r{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in res] == [2, 2]
+    assert res[0]["steps"] == res[1]["steps"] and res[0]["pads"] + res[1]["pads"] > 0
+    for r in res:
+        assert r["tokens"], "a rank got nothing"
+    check_once(res[0]["tokens"] + res[1]["tokens"], docs)
+
+
+def test_stateful_dataloader(bootstrap: str, topic: tuple[str, list[str]]) -> None:
+    """torchdata's StatefulDataLoader with 2 workers: its own state_dict() holds the feed's
+    per-worker states; a new loader resumes from it exactly, and the merged feed state
+    (from_stateful_dataloader) resumes under another layout (no workers, world 1)."""
+    sdl = pytest.importorskip("torchdata.stateful_dataloader")
+    name, docs = topic
+    dl = sdl.StatefulDataLoader(_dataset(bootstrap, name), batch_size=None, num_workers=2)
+    taken = []
+    for batch in dl:
+        taken.append(batch)
+        if len(taken) == 5:
+            break
+    sd = dl.state_dict()
+    del dl
+    dl2 = sdl.StatefulDataLoader(_dataset(bootstrap, name), batch_size=None, num_workers=2)
+    dl2.load_state_dict(sd)
+    check_once(real(taken) + real(list(dl2)), docs)
+
+    one = _dataset(bootstrap, name)
+    one.load_state_dict(from_stateful_dataloader(sd))
+    check_once(real(taken) + real(list(one)), docs)
