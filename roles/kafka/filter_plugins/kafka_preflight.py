@@ -11,9 +11,11 @@ The file has no Ansible import at module level, so pytest imports it directly
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 Host = dict[str, Any]
@@ -31,6 +33,7 @@ KAFKA_DEFAULTS = {
     "min.insync.replicas": 1,
     "offsets.topic.replication.factor": 3,
     "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
     "message.max.bytes": 1048588,
     "replica.fetch.max.bytes": 1048576,
     "replica.fetch.response.max.bytes": 10485760,
@@ -200,19 +203,24 @@ def check_replication(cluster: Cluster) -> list[str]:
                 errors.append(f"{_names(names)}: {key}={rf} but the cluster has {n} broker(s): "
                               f"topics cannot be created. Set {key} <= {n} in "
                               "kafka_server_properties, or add brokers.")
-    rf_by_host = {h["name"]: _int(_prop(h, "default.replication.factor")) for h in cluster["hosts"]}
-    bad: dict[tuple[Any, Any], list[str]] = defaultdict(list)
-    for h in cluster["hosts"]:
-        rf, isr = rf_by_host[h["name"]], _int(_prop(h, "min.insync.replicas"))
-        if rf is None or isr is None:
-            continue
-        if isr < 1 or isr > rf or (isr == rf and not (lab and rf == 1)):
-            bad[(isr, rf)].append(h["name"])
-    for (isr, rf), names in sorted(bad.items()):
-        errors.append(f"{_names(names)}: min.insync.replicas={isr} with default.replication.factor="
-                      f"{rf}: min.insync.replicas must be at least 1 and below the replication "
-                      "factor, or a single broker down stops every acks=all producer. Set "
-                      f"min.insync.replicas={max(1, rf - 1)} in kafka_server_properties.")
+    # Each min ISR below its replication factor, or one broker down stops the writers that wait
+    # for it: acks=all producers (min.insync.replicas), transactional producers (the txn log).
+    for isr_key, rf_key, who in (
+            ("min.insync.replicas", "default.replication.factor", "acks=all producer"),
+            ("transaction.state.log.min.isr", "transaction.state.log.replication.factor",
+             "transactional producer")):
+        bad: dict[tuple[Any, Any], list[str]] = defaultdict(list)
+        for h in cluster["hosts"]:
+            rf, isr = _int(_prop(h, rf_key)), _int(_prop(h, isr_key))
+            if rf is None or rf < 1:
+                continue  # named above
+            if isr is None or isr < 1 or isr > rf or (isr == rf and not (lab and rf == 1)):
+                bad[(_prop(h, isr_key), rf)].append(h["name"])
+        for (isr, rf), names in sorted(bad.items(), key=str):
+            errors.append(f"{_names(names)}: {isr_key}={isr} with {rf_key}={rf}: {isr_key} must be "
+                          "at least 1 and below the replication factor, or a single broker down "
+                          f"stops every {who}. Set {isr_key}={max(1, rf - 1)} in "
+                          "kafka_server_properties.")
     return errors
 
 
@@ -230,6 +238,26 @@ def check_heap(cluster: Cluster) -> list[str]:
                           f"below half the host's {mem} MB of memory; Kafka serves reads and writes "
                           "from the page cache, not the heap. Set kafka_heap_size below "
                           f"{int(mem / 2)}m (6g-8g suits a broker).")
+    return errors
+
+
+def check_colocated_heap(cluster: Cluster) -> list[str]:
+    """On a host that runs ZooKeeper too, both heaps together stay below half the memory."""
+    errors = []
+    for h in cluster["hosts"]:
+        zk = h.get("zookeeper_heap_size")
+        if not zk:
+            continue  # not a member of the ensemble
+        kafka_mb, zk_mb, mem = jvm_size_mb(h.get("heap_size")), jvm_size_mb(zk), _int(h.get("memtotal_mb"))
+        if zk_mb is None:
+            errors.append(f"{h['name']}: zookeeper_heap_size={zk!r} is not a JVM size; write it "
+                          "like 512m or 1g.")
+        elif kafka_mb is not None and mem and kafka_mb < mem / 2 <= kafka_mb + zk_mb:
+            errors.append(f"{h['name']}: runs ZooKeeper and Kafka, and kafka_heap_size="
+                          f"{h.get('heap_size')} plus zookeeper_heap_size={zk} ({kafka_mb + zk_mb:.0f}"
+                          f" MB) is not below half the host's {mem} MB: the page cache Kafka "
+                          "serves from would shrink. Lower one of them (together below "
+                          f"{int(mem / 2)}m), or move ZooKeeper to hosts of its own.")
     return errors
 
 
@@ -476,10 +504,23 @@ def check_mode_mixture(cluster: Cluster) -> list[str]:
     return errors
 
 
+def _sibling(name: str) -> Any:
+    """A module beside this one, loaded by path (Ansible loads filter plugins without a package)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_kafka_kit_{name}", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The rules about ports, addresses, racks and disks: kafka_preflight_hosts.py.
+hosts_rules = _sibling("kafka_preflight_hosts")
+
 RULES: list[Callable[[Cluster], list[str]]] = [
     check_roles, check_version_mode, check_mode_mixture, check_quorum, check_node_ids, check_cluster_id,
-    check_replication, check_heap, check_listeners, check_log_dirs, check_message_sizes,
-    check_topics,
+    check_replication, check_heap, check_colocated_heap, check_listeners, check_log_dirs,
+    check_message_sizes, check_topics, *hosts_rules.RULES,
 ]
 
 
@@ -496,10 +537,16 @@ def kafka_preflight_errors(cluster: Cluster) -> list[str]:
     errors: list[str] = []
     for rule in RULES:
         errors.extend(rule(cluster))
-    return errors
+    return errors + hosts_rules.soft_messages(cluster)[0]
+
+
+def kafka_preflight_warnings(cluster: Cluster) -> list[str]:
+    """Messages of the rules a policy switch turned into warnings (kafka_preflight_rack_policy: warn)."""
+    return hosts_rules.soft_messages(cluster)[1]
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"kafka_preflight_errors": kafka_preflight_errors,
+                "kafka_preflight_warnings": kafka_preflight_warnings,
                 "kafka_jvm_size_mb": jvm_size_mb}

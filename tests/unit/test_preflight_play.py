@@ -1,0 +1,133 @@
+"""playbooks/preflight.yml end to end on a real host: this machine, three inventory hosts over
+the local connection (one Kafka "cluster" on distinct ports). The read-only probes of
+roles/kafka/tasks/preflight.yml run for real: facts (the host's own addresses, its memory),
+`ss -Hltn` (a socket this test opens is the "other process"), getent, the zookeeper role's
+default heap read from its defaults file, and the inventory-wide check on localhost. Nothing is
+written on the machine: the Kafka unit name is one no host has, the log dirs are empty temp dirs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+FOREIGN = "203.0.113.7"  # TEST-NET-3: an address no host of this machine has
+
+
+def _memtotal_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no MemTotal")
+
+
+def _own_address() -> str:
+    """An IPv4 address of this machine (the listener address of the test hosts)."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return next((w.split("/")[0] for a, w in zip(out, out[1:]) if a == "inet"), "127.0.0.1")
+
+
+@pytest.fixture()
+def busy_port() -> Iterator[int]:
+    """A port another process (this test) listens on, on all interfaces."""
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    s.listen()
+    yield s.getsockname()[1]
+    s.close()
+
+
+def inventory(tmp: Path, node1_port: int, **host_extra: dict[str, Any]) -> dict[str, Any]:
+    names = ["pf-node1", "pf-node2", "pf-node3"]
+    hosts: dict[str, Any] = {}
+    for i, name in enumerate(names, 1):
+        (tmp / name).mkdir(exist_ok=True)
+        hosts[name] = {"kafka_node_id": i, "kafka_rack": "rack-" + "aba"[i - 1],
+                       "kafka_data_dirs": [str(tmp / name)],
+                       "kafka_broker_port": node1_port if i == 1 else 19092 + 100 * i,
+                       "kafka_controller_port": 19093 + 100 * i}
+        hosts[name].update(host_extra.get(name, {}))
+    return {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "kafka_service_name": "kk-preflight-test-no-such-unit",
+                 "kafka_heap_size": "256m", "kafka_listener_address": _own_address()},
+        "hosts": hosts,
+        "children": {"kafka_controller": {"hosts": dict.fromkeys(names)},
+                     "kafka_broker": {"hosts": dict.fromkeys(names)},
+                     "zookeeper": {"hosts": {"pf-node3": None}}}}}
+
+
+def run(tmp: Path, inv: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp / "hosts.yml").write_text(yaml.safe_dump(inv))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp / "hosts.yml"),
+                           str(REPO / "playbooks/preflight.yml"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def flat(text: str) -> str:
+    """The output with YAML's line folding undone, so messages can be matched whole."""
+    return " ".join(text.split())
+
+
+def test_preflight_play_refuses_what_the_probes_find(tmp_path: Path, busy_port: int) -> None:
+    heap_mb = _memtotal_mb() // 2 - 256  # below half alone, not with ZooKeeper's 512m default
+    inv = inventory(tmp_path, busy_port,
+                    **{"pf-node2": {"kafka_listener_address": FOREIGN},
+                       "pf-node3": {"kafka_heap_size": f"{heap_mb}m"}})
+    r = run(tmp_path, inv)
+    out = flat(r.stdout)
+    assert r.returncode != 0, out[-3000:]
+    assert "Preflight found 4 problem(s); nothing was changed:" in out, out[-4000:]
+    assert (f"pf-node1: kafka_broker_port={busy_port} but another process already listens on "
+            f"port {busy_port}") in out
+    assert f"pf-node2: kafka_listener_address={FOREIGN} is not an address of this host" in out
+    assert "the brokers span 2 rack(s) (rack-a, rack-b) but default.replication.factor=3" in out
+    # zookeeper_heap_size is not in the inventory: the zookeeper role's default is used.
+    assert (f"pf-node3: runs ZooKeeper and Kafka, and kafka_heap_size={heap_mb}m plus "
+            "zookeeper_heap_size=512m") in out
+    assert "changed=0" in out and "changed=1" not in out
+
+
+def test_preflight_play_passes_with_opt_outs_in_check_mode(tmp_path: Path) -> None:
+    """The same hosts, port free, NAT opt-out and rack policy warn: passes (in --check too), warns."""
+    free = socket.socket()
+    free.bind(("0.0.0.0", 0))
+    port = free.getsockname()[1]
+    free.close()
+    inv = inventory(tmp_path, port,
+                    **{"pf-node2": {"kafka_listener_address": FOREIGN,
+                                    "kafka_preflight_allow_foreign_listener_address": True}})
+    inv["all"]["vars"]["kafka_preflight_rack_policy"] = "warn"
+    r = run(tmp_path, inv, "--check")
+    out = flat(r.stdout)
+    assert r.returncode == 0, out[-4000:]
+    assert "Preflight passed for 3 host(s)." in out
+    assert "WARNING: preflight accepted 1 risk(s) on purpose:" in out
+    assert "the brokers span 2 rack(s)" in out
+
+
+def test_preflight_play_names_hosts_outside_the_kafka_groups(tmp_path: Path) -> None:
+    """A mistyped group: refused on localhost, before the Kafka hosts play starts."""
+    inv = inventory(tmp_path, 19092)
+    inv["all"]["children"]["kafka_brokers"] = {"hosts": {"pf-typo": {"kafka_node_id": 9}}}
+    inv["all"]["children"]["monitoring"] = {"hosts": {"pf-prom": {}}}
+    r = run(tmp_path, inv)
+    out = flat(r.stdout)
+    assert r.returncode != 0
+    assert ("pf-typo: sets kafka_node_id but is in none of the groups kafka_broker, "
+            "kafka_controller (its groups: kafka_brokers)") in out, out[-3000:]
+    assert "pf-prom" not in out
+    assert "Preflight of the Kafka hosts" not in out
