@@ -44,6 +44,8 @@ venv: $(VENV)/.installed
 dist:
 	tools/build-kafka-dist $(KAFKA_VERSION)
 	tools/build-kafka-dist 3.9.2
+	# the previous 4.x release: the version-switch tests (molecule default) and upgrades
+	tools/build-kafka-dist 4.3.1
 	tools/fetch-jmx-exporter
 
 image:
