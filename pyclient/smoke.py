@@ -128,6 +128,15 @@ def run_smoke(bootstrap_servers: str, *, expect_brokers: int | None = None,
     return rep
 
 
+def rack_spread_problems(replicas: dict[int, list[int]], racks: dict[int, str | None]) -> list[int]:
+    """Partitions whose replicas span fewer racks than they can: min(replication factor, racks of
+    the cluster). Two racks and RF 3 is a valid placement (copies on both racks); three racks
+    and RF 3 must put each copy in its own rack. ``racks`` maps every broker id to its rack."""
+    cluster_racks = len(set(racks.values())) or 1
+    return sorted(p for p, reps in replicas.items()
+                  if len({racks.get(r) for r in reps}) < min(len(reps), cluster_racks))
+
+
 def _round_trip(rep: SmokeReport, admin: Admin, base: dict[str, Any], be: str, records: int,
                 record_size: int, expect_racks: bool, timeout: float) -> None:
     parts = _wait_topic(admin, rep.topic, timeout)
@@ -136,9 +145,11 @@ def _round_trip(rep: SmokeReport, admin: Admin, base: dict[str, Any], be: str, r
     rep.add("in-sync replicas", not under,
             f"under-replicated partitions: {under}" if under else "every replica in sync")
     if expect_racks:
-        bad = [p.partition for p in parts if len({racks.get(r) for r in p.replicas}) != len(p.replicas)]
-        rep.add("rack spread", not bad, f"partitions with two replicas on one rack: {bad}"
-                if bad else "each partition's replicas are on distinct racks")
+        bad = rack_spread_problems({p.partition: list(p.replicas) for p in parts}, racks)
+        spread = min(rep.replication_factor, len(set(racks.values())) or 1)
+        rep.add("rack spread", not bad, f"partitions whose replicas span fewer than {spread} "
+                f"racks: {bad}" if bad else f"each partition's replicas span {spread} rack(s) "
+                "(min of replication factor and racks)")
 
     payloads = _payloads(records, record_size)
     errors: Counter[str] = Counter()

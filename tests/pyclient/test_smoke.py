@@ -4,11 +4,12 @@ clearly when the expectation does not match."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
 from pyclient.admin import Admin
-from pyclient.smoke import checksum, run_smoke
+from pyclient.smoke import checksum, rack_spread_problems, run_smoke
 
 
 def test_checksum_is_order_independent_and_sees_duplicates() -> None:
@@ -64,3 +65,55 @@ def test_smoke_cli_unreachable_cluster_fails() -> None:
 def test_bad_setting_is_usage_error(bootstrap: str) -> None:
     r = _cli("--bootstrap-servers", bootstrap, "-X", "nonsense")
     assert r.returncode == 2 and "key=value" in r.stderr
+
+
+# -- rack spread: each partition spans min(replication factor, racks) racks ---------------------
+def test_rack_spread_two_racks_rf3_is_valid() -> None:
+    """Two racks and RF 3 (a valid rack-aware placement: copies on both racks) passes; the old
+    rule (every replica on its own rack) failed it."""
+    racks = {1: "a", 2: "b", 3: "a", 4: "b"}
+    assert rack_spread_problems({0: [1, 2, 3], 1: [2, 3, 4], 2: [4, 1, 2]}, racks) == []
+    assert rack_spread_problems({0: [1, 3, 2], 1: [1, 3, 4]}, racks) == []
+    assert rack_spread_problems({0: [1, 3], 1: [1, 3, 1]}, racks) == [0, 1]  # one rack only
+
+
+def test_rack_spread_three_racks_needs_three() -> None:
+    racks = {1: "a", 2: "b", 3: "c", 4: "a"}
+    assert rack_spread_problems({0: [1, 2, 3], 1: [4, 2, 3]}, racks) == []
+    assert rack_spread_problems({0: [1, 4, 2], 1: [2, 3, 4]}, racks) == [0]
+
+
+def test_rack_spread_without_racks_and_rf1() -> None:
+    assert rack_spread_problems({0: [1]}, {1: None}) == []
+    assert rack_spread_problems({0: [1], 1: [2]}, {1: "a", 2: "b"}) == []
+
+
+def test_rack_spread_property_random_clusters() -> None:
+    """Seeded random clusters: a placement that uses min(RF, racks) racks is never flagged; the
+    same placement with one replica moved onto an already used rack always is."""
+    rng = random.Random(20261201)
+    for _ in range(500):
+        n_racks = rng.randint(1, 4)
+        brokers = list(range(1, rng.randint(n_racks, 12) + 1))
+        racks = {b: f"r{i % n_racks}" for i, b in enumerate(brokers)}
+        by_rack: dict[str, list[int]] = {}
+        for b, r in racks.items():
+            by_rack.setdefault(r, []).append(b)
+        rf = rng.randint(1, len(brokers))
+        order = list(by_rack)
+        rng.shuffle(order)
+        # Rack-aware: round-robin over racks first, then any broker not yet used.
+        reps: list[int] = [by_rack[r][0] for r in order][:rf]
+        rest = [b for b in brokers if b not in reps]
+        rng.shuffle(rest)
+        reps += rest[:rf - len(reps)]
+        assert rack_spread_problems({0: reps}, racks) == [], (reps, racks)
+        need = min(rf, n_racks)
+        if need >= 2:
+            used = {racks[b] for b in reps}
+            # Keep one broker per rack on `need - 1` racks, fill the rest from those racks only.
+            keep_racks = sorted(used)[:need - 1]
+            pool = [b for b in brokers if racks[b] in keep_racks]
+            if len(pool) >= rf:
+                worse = rng.sample(pool, rf)
+                assert rack_spread_problems({0: worse}, racks) == [0], (worse, racks)
