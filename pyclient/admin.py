@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from .backends import ClusterInfo, KafkaKitError, PartitionInfo, make_admin, resolve
+from .config import LIBRDKAFKA_LOGGER, for_backend
 
 
 class Admin:
-    """Thin admin client; ``settings`` is a dict of Kafka keys (bootstrap.servers at least)."""
+    """Thin admin client; ``settings`` is a dict of Kafka keys (bootstrap.servers at least;
+    Java client keys such as ``sasl.jaas.config`` are translated for the backend)."""
 
     def __init__(self, settings: dict[str, Any], backend: str | None = None,
                  timeout: float = 30.0) -> None:
         self.backend = resolve(backend)
         self.timeout = timeout
-        self._a = make_admin(settings, self.backend)
+        cfg = for_backend(settings, self.backend)
+        if self.backend == "confluent":
+            cfg.setdefault("logger", LIBRDKAFKA_LOGGER)
+        self._a = make_admin(cfg, self.backend)
 
     def cluster(self) -> ClusterInfo:
         return self._a.cluster(self.timeout)

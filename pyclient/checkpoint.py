@@ -1,7 +1,9 @@
 """Ingest checkpoints: the position in each input up to which every record is delivered.
 
 The file is JSON, replaced atomically (write to a temp file, fsync, rename), so a crash
-leaves either the old or the new checkpoint, never a torn one.
+leaves either the old or the new checkpoint, never a torn one. Inputs are keyed by their real
+path (``os.path.realpath``: absolute, symlinks resolved), so ``data/*.txt``, ``./data/a.txt``
+and ``/abs/data/a.txt`` are one input, whatever the working directory of the run.
 """
 
 from __future__ import annotations
@@ -35,17 +37,25 @@ class IngestCheckpoint:
     inputs: dict[str, InputState] = field(default_factory=dict)
 
     def state_for(self, path: str) -> InputState:
-        """The saved state of ``path``, or a fresh one; refuse a file that changed."""
+        """The saved state of ``path`` (looked up by its real path), or a fresh one; refuse a
+        file that changed."""
         st = os.stat(path)
-        saved = self.inputs.get(path)
+        real = os.path.realpath(path)
+        saved = self.inputs.get(real)
         if saved is None:
-            saved = InputState(path, st.st_size, st.st_mtime_ns)
-            self.inputs[path] = saved
+            saved = InputState(real, st.st_size, st.st_mtime_ns)
+            self.inputs[real] = saved
         elif (saved.size, saved.mtime_ns) != (st.st_size, st.st_mtime_ns):
             raise CheckpointMismatch(
                 f"{path} changed since the checkpoint (size/mtime differ); resuming would skip "
                 "or repeat records. Remove the checkpoint to ingest it again from the start.")
         return saved
+
+    def stale(self, paths: list[str]) -> list[str]:
+        """Saved inputs that match none of ``paths`` (a renamed input, another glob): their
+        progress is kept in the file but not used by this run."""
+        real = {os.path.realpath(p) for p in paths}
+        return sorted(k for k in self.inputs if k not in real)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -70,4 +80,6 @@ class IngestCheckpoint:
         if data["topic"] != topic:
             raise CheckpointMismatch(f"{path} is a checkpoint for topic {data['topic']!r}, "
                                      f"not {topic!r}")
-        return cls(topic, {s["path"]: InputState(**s) for s in data["inputs"]})
+        # Older checkpoints keyed inputs as spelled: resolve them (relative to this run's cwd).
+        states = [InputState(**{**s, "path": os.path.realpath(s["path"])}) for s in data["inputs"]]
+        return cls(topic, {s.path: s for s in states})

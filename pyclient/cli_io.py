@@ -45,7 +45,8 @@ def cmd_produce(a: argparse.Namespace) -> int:
     bar = Bar(a.progress if a.progress is not None else sys.stderr.isatty())
     ing = Ingestor(a.bootstrap_servers, a.topic, settings=parse_settings(a.settings),
                    backend=a.backend, checkpoint=a.checkpoint, dead_letter=a.dead_letter,
-                   on_progress=bar, checkpoint_interval=a.checkpoint_interval)
+                   on_progress=bar, checkpoint_interval=a.checkpoint_interval,
+                   command_config=a.command_config, timeout=a.timeout)
     got: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -61,21 +62,36 @@ def cmd_produce(a: argparse.Namespace) -> int:
         bar.done()
     summary = {"topic": r.topic, "records_read": r.records_read, "produced": r.produced,
                "delivered": r.delivered, "failed": r.failed, "malformed": r.malformed,
+               "oversized": r.oversized,
                "undelivered_at_exit": r.undelivered_at_exit, "elapsed_s": round(r.elapsed_s, 3),
                "records_per_s": round(r.records_per_s), "mb_per_s": round(r.mb_per_s, 2),
                "interrupted": r.interrupted, "resumed": r.resumed,
                "failures_by_reason": dict(r.failures_by_reason),
                "malformed_by_reason": dict(r.malformed_by_reason),
                "failure_examples": [vars(p) for p in r.failure_examples[:20]],
-               "malformed_examples": [vars(p) for p in r.malformed_examples[:20]]}
+               "malformed_examples": [vars(p) for p in r.malformed_examples[:20]],
+               "oversized_examples": [vars(p) for p in r.oversized_examples[:20]],
+               "max_message_bytes": r.max_message_bytes, "batch_size": r.batch_size,
+               "duplicate_inputs": r.duplicate_inputs,
+               "stale_checkpoint_inputs": r.stale_checkpoint_inputs}
+    for f in r.duplicate_inputs:
+        print(f"pyclient: warning: input {f} is a file named before (same real path): "
+              "ingested once", file=sys.stderr)
+    for f in r.stale_checkpoint_inputs:
+        print(f"pyclient: warning: checkpoint {a.checkpoint} has an entry for {f}, which matches "
+              "no input of this run (renamed, moved, or another glob?); it is kept, not used",
+              file=sys.stderr)
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"produced {r.produced:,} records ({r.bytes_produced / 1e6:.1f} MB) to {r.topic} in "
               f"{r.elapsed_s:.1f}s: {r.records_per_s:,.0f} rec/s, {r.mb_per_s:.1f} MB/s; "
-              f"delivered {r.delivered:,}, failed {r.failed}, malformed {r.malformed}")
+              f"delivered {r.delivered:,}, failed {r.failed}, malformed {r.malformed}, "
+              f"oversized {r.oversized}")
         for p in r.malformed_examples[:20]:
             print(f"  malformed {p.source}:{p.position}: {p.reason}")
+        for p in r.oversized_examples[:20]:
+            print(f"  oversized {p.source}:{p.position}: {p.reason}")
         for p in r.failure_examples[:20]:
             print(f"  NOT DELIVERED {p.source}:{p.position}: {p.reason}")
     if not r.ok:
@@ -87,8 +103,14 @@ def cmd_produce(a: argparse.Namespace) -> int:
               + (f"; resume with --checkpoint {a.checkpoint}" if a.checkpoint else ""),
               file=sys.stderr)
         return EXIT_SIGNAL[signal.Signals(got[0])]
-    if a.strict and r.malformed:
-        print(f"produce FAILED (--strict): {r.malformed} malformed records", file=sys.stderr)
+    if r.oversized:
+        print(f"produce: {r.oversized} records larger than the topic's max.message.bytes="
+              f"{r.max_message_bytes} were not sent"
+              + (f" (see {a.dead_letter})" if a.dead_letter else " (use --dead-letter to keep them)"),
+              file=sys.stderr)
+    if a.strict and (r.malformed or r.oversized):
+        print(f"produce FAILED (--strict): {r.malformed} malformed records, {r.oversized} "
+              "oversized records", file=sys.stderr)
         return 1
     return 0
 
@@ -96,17 +118,27 @@ def cmd_produce(a: argparse.Namespace) -> int:
 def cmd_consume(a: argparse.Namespace) -> int:
     """Read records in batches and write their values, one per line, to stdout; offsets
     are committed only after a batch was written."""
+    from .backends import resolve
+    from .config import CONSUMER_DEFAULTS, merged
     from .consumer import FeedConsumer
+    from .probe import probe
 
+    if a.max_records is not None and a.max_records < 0:
+        raise ValueError(f"--max-records must be >= 0, got {a.max_records}")
     settings = parse_settings(a.settings)
     settings.setdefault("group.id", a.group)
-    c = FeedConsumer(a.bootstrap_servers, a.topic, settings=settings, backend=a.backend,
+    backend = resolve(a.backend)
+    probe(merged(CONSUMER_DEFAULTS, backend, a.bootstrap_servers, settings), backend, a.topic,
+          a.timeout)
+    c = FeedConsumer(a.bootstrap_servers, a.topic, settings=settings, backend=backend,
                      stop_at_end=a.stop_at_end)
     out = sys.stdout.buffer
     n = 0
     try:
         while a.max_records is None or n < a.max_records:
-            batch = c.consume(a.batch_size, timeout=1.0)
+            # Never take more than --max-records: what is taken is written and committed.
+            want = a.batch_size if a.max_records is None else min(a.batch_size, a.max_records - n)
+            batch = c.consume(want, timeout=1.0)
             if not batch:
                 if c.at_end():
                     break
@@ -133,8 +165,10 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     p.add_argument("--key-field", default=None, help="JSONL field / Parquet column used as key")
     p.add_argument("--checkpoint", default=None, help="resume file (JSON), written atomically")
     p.add_argument("--checkpoint-interval", type=float, default=5.0, help="seconds")
-    p.add_argument("--dead-letter", default=None, help="JSONL file for malformed input records")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any input is malformed")
+    p.add_argument("--dead-letter", default=None,
+                   help="JSONL file for malformed and oversized input records (appended)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any input is malformed or oversized")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -145,7 +179,9 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--topic", "-t", required=True)
     c.add_argument("--group", default="pyclient-consume")
     c.add_argument("--batch-size", type=int, default=10000)
-    c.add_argument("--max-records", type=int, default=None)
+    c.add_argument("--max-records", type=int, default=None,
+                   help="write and commit exactly this many records (fewer at the end with "
+                        "--stop-at-end), then stop")
     c.add_argument("--stop-at-end", action="store_true",
                    help="stop at the end offsets seen at start instead of waiting for more")
     c.set_defaults(func=cmd_consume)

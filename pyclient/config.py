@@ -7,7 +7,21 @@ we batch far more per request and compress the whole batch.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
+
+from .client_props import ENV as CLIENT_CONFIG_ENV
+from .client_props import client_properties, for_backend, load_client_properties
+
+__all__ = ["CLIENT_CONFIG_ENV", "CONSUMER_DEFAULTS", "LIBRDKAFKA_LOGGER", "PRODUCER_DEFAULTS",
+           "client_properties", "connection_settings", "for_backend", "load_client_properties",
+           "merged", "parse_settings"]
+
+#: librdkafka's log lines go to this Python logger (never raw to stderr): the CLI shows them
+#: with ``--verbose`` only; a library user configures logging as for any other logger.
+LIBRDKAFKA_LOGGER = logging.getLogger("pyclient.librdkafka")
+LIBRDKAFKA_LOGGER.addHandler(logging.NullHandler())  # silent unless the user configures it
 
 PRODUCER_DEFAULTS: dict[str, dict[str, Any]] = {
     "confluent": {
@@ -63,15 +77,33 @@ CONSUMER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def merged(defaults: dict[str, dict[str, Any]], backend: str, bootstrap: str | None,
-           settings: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults for the backend, then bootstrap.servers, then the user's settings on top."""
-    out = dict(defaults[backend])
+           settings: dict[str, Any] | None,
+           command_config: str | Path | None = None) -> dict[str, Any]:
+    """The client config, lowest first: the backend's defaults, the client properties file
+    (``command_config``, else ``$KAFKA_KIT_CLIENT_CONFIG``), ``bootstrap``, the user's
+    ``settings``; Java-only keys translated for the backend (:func:`for_backend`)."""
+    user = dict(client_properties(command_config))
     if bootstrap:
-        out["bootstrap.servers"] = bootstrap
-    out.update(settings or {})
+        user["bootstrap.servers"] = bootstrap
+    user.update(settings or {})
+    out = dict(defaults[backend])
+    out.update(for_backend(user, backend))
     if "bootstrap.servers" not in out:
         raise ValueError("bootstrap.servers is required")
+    if backend == "confluent":
+        out.setdefault("logger", LIBRDKAFKA_LOGGER)
     return out
+
+
+#: Key prefixes of the settings every client type takes (where and how to connect).
+_CONNECTION = ("bootstrap.servers", "security.", "sasl.", "ssl.", "client.id", "client.dns",
+               "socket.", "reconnect.", "logger", "bootstrap.timeout.ms", "request.timeout.ms")
+
+
+def connection_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys of ``config`` that say where and how to connect (for an admin client
+    made from a producer's or consumer's config)."""
+    return {k: v for k, v in config.items() if k.startswith(_CONNECTION)}
 
 
 def parse_settings(pairs: list[str] | None) -> dict[str, str]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from .admin import Admin
 from .backends import BrokerInfo, KafkaKitError, make_consumer, make_producer, resolve
-from .config import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, merged
+from .config import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_properties, merged
+from .probe import Unreachable, probe
 
 MASK = (1 << 64) - 1
 
@@ -77,12 +78,22 @@ def run_smoke(bootstrap_servers: str, *, expect_brokers: int | None = None,
               partitions: int | None = None, records: int = 10000, record_size: int = 1024,
               expect_racks: bool = False, settings: dict[str, Any] | None = None,
               backend: str | None = None, topic: str | None = None,
-              timeout: float = 60.0) -> SmokeReport:
-    """Check the cluster at ``bootstrap_servers``; every outcome is a Check in the report."""
+              timeout: float = 60.0, command_config: str | None = None) -> SmokeReport:
+    """Check the cluster at ``bootstrap_servers``; every outcome is a Check in the report.
+
+    ``command_config``: a Kafka client properties file (else ``$KAFKA_KIT_CLIENT_CONFIG``).
+    The first check ("connect") reaches the cluster within ``timeout`` seconds or fails with
+    the servers and the cause; nothing else is tried then."""
     be = resolve(backend)
-    base = {"bootstrap.servers": bootstrap_servers, **(settings or {})}
+    base = {**client_properties(command_config), "bootstrap.servers": bootstrap_servers,
+            **(settings or {})}
     topic = topic or f"kafka-kit-smoke-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     rep = SmokeReport(bootstrap_servers, be, topic, replication_factor=replication_factor)
+    try:
+        probe(merged(PRODUCER_DEFAULTS, be, None, base), be, None, timeout)
+    except Unreachable as e:
+        rep.add("connect", False, str(e))
+        return rep
     try:
         admin = Admin(base, be, timeout=timeout)
     except Exception as e:  # noqa: BLE001 - any failure to connect is the report's answer

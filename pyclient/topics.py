@@ -199,18 +199,24 @@ def diff(actions: Iterable[Action], current: Mapping[str, TopicState],
 # Against a cluster (confluent-kafka)
 # ---------------------------------------------------------------------------------------------
 
-def _client(settings: Mapping[str, Any]) -> Any:
+def _client(settings: Mapping[str, Any], command_config: str | None = None) -> Any:
+    """An AdminClient for ``settings`` over the client properties file ``command_config`` (else
+    ``$KAFKA_KIT_CLIENT_CONFIG``), Java-only keys translated for librdkafka."""
     from confluent_kafka.admin import AdminClient
-    return AdminClient(dict(settings))
+
+    from .config import LIBRDKAFKA_LOGGER, client_properties, for_backend
+    cfg = for_backend({**client_properties(command_config), **settings}, "confluent")
+    cfg.setdefault("logger", LIBRDKAFKA_LOGGER)
+    return AdminClient(cfg)
 
 
 def describe(settings: Mapping[str, Any], names: Iterable[str] | None = None,
-             timeout: float = 30.0) -> dict[str, TopicState]:
+             timeout: float = 30.0, command_config: str | None = None) -> dict[str, TopicState]:
     """Every topic of the cluster; the dynamic configs of ``names`` (all topics when None)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 
-    admin = _client(settings)
+    admin = _client(settings, command_config)
     md = admin.list_topics(timeout=timeout)
     states: dict[str, TopicState] = {}
     want = set(md.topics) if names is None else set(names) & set(md.topics)
@@ -234,13 +240,14 @@ def describe(settings: Mapping[str, Any], names: Iterable[str] | None = None,
     return states
 
 
-def apply(settings: Mapping[str, Any], actions: Iterable[Action], timeout: float = 30.0) -> None:
+def apply(settings: Mapping[str, Any], actions: Iterable[Action], timeout: float = 30.0,
+          command_config: str | None = None) -> None:
     """Carry out a plan, in order; raise KafkaKitError naming the first action that failed."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
                                        NewPartitions, NewTopic, ResourceType)
 
-    admin = _client(settings)
+    admin = _client(settings, command_config)
     for a in actions:
         if a.kind == "create":
             fut = admin.create_topics([NewTopic(a.topic, a.partitions or -1, a.replication_factor or -1,
@@ -271,17 +278,20 @@ class Result:
 
 def ensure_topics(settings: Mapping[str, Any], desired: Iterable[TopicSpec | Mapping[str, Any]],
                   delete_undeclared: bool = False, check: bool = False,
-                  timeout: float = 30.0) -> Result:
+                  timeout: float = 30.0, command_config: str | None = None) -> Result:
     """Bring the cluster's topics to the declaration; with ``check`` only say what would change.
+
+    ``settings`` may hold Kafka's Java client keys (``sasl.jaas.config``...); ``command_config``
+    names a client properties file under them (else ``$KAFKA_KIT_CLIENT_CONFIG``).
 
     Raises TopicPlanError (every refusal at once, nothing applied) or KafkaKitError.
     """
     specs = [s if isinstance(s, TopicSpec) else spec_from_dict(s) for s in desired]
     names = None if delete_undeclared else [s.name for s in specs]
-    current = describe(settings, names, timeout)
+    current = describe(settings, names, timeout, command_config)
     actions, errors = plan(specs, current, delete_undeclared)
     if errors:
         raise TopicPlanError(errors)
     if actions and not check:
-        apply(settings, actions, timeout)
+        apply(settings, actions, timeout, command_config)
     return Result(bool(actions), actions, diff(actions, current, specs))

@@ -1,10 +1,12 @@
 """Producer (Ingestor) against the real broker: round trips with checksums, formats,
-malformed input, delivery failures, checkpoints."""
+malformed and oversized input, delivery failures, batch size fitted to the topic, checkpoints
+keyed by real path, bounded start on a missing topic or unreachable servers."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import corpus, make_topic, read_all
+from pyclient.admin import Admin
 from pyclient.checkpoint import CheckpointMismatch
+from pyclient.probe import TopicMissing, Unreachable
 from pyclient.producer import Ingestor
 from pyclient.smoke import checksum
 
@@ -105,19 +109,127 @@ def test_malformed_input_is_counted_located_and_dead_lettered(bootstrap: str, ba
 def test_delivery_failures_are_counted_with_reason_and_position(bootstrap: str, backend: str,
                                                                 topic_name: str,
                                                                 tmp_path: Path) -> None:
-    topic = make_topic(bootstrap, topic_name, config={"max.message.bytes": "2000"})
-    f = tmp_path / "big.txt"
-    f.write_text("small\n" + "x" * 5000 + "\nsmall too\n")
-    settings = {"compression.type": "none", "linger.ms": 0, "delivery.timeout.ms": 10000,
-                "request.timeout.ms": 5000}
-    rep = Ingestor(bootstrap, topic, backend=backend, settings=settings).run([str(f)])
-    assert not rep.ok
-    # The oversized record fails; records batched with it fail with it (same request).
-    assert rep.failed >= 1 and rep.failed + rep.delivered == 3
-    big = [p for p in rep.failure_examples if p.position == 2]
-    assert big and big[0].source == str(f)
-    assert "TOO" in big[0].reason.upper() and "LARGE" in big[0].reason.upper()
+    # Records older than the broker's clock by more than 0 ms are refused (INVALID_RECORD):
+    # every record, unless one reaches the broker within the millisecond it was made.
+    topic = make_topic(bootstrap, topic_name, config={"message.timestamp.before.max.ms": "0"})
+    f = tmp_path / "in.txt"
+    f.write_text("one\ntwo\nthree\n")
+    ck = tmp_path / "ck.json"
+    settings = {"linger.ms": 5, "delivery.timeout.ms": 5000, "request.timeout.ms": 4000}
+    rep = Ingestor(bootstrap, topic, backend=backend, settings=settings, checkpoint=ck).run([str(f)])
+    assert not rep.ok and rep.failed >= 1 and rep.failed + rep.delivered == 3
+    assert rep.failure_examples and all(
+        p.source == str(f) and p.position in (1, 2, 3) and "INVALID" in p.reason.upper()
+        for p in rep.failure_examples), rep.failure_examples
+    assert not ck.exists()  # a failed record is never behind a checkpoint
     assert len(read_all(bootstrap, topic)) == rep.delivered
+
+
+def test_oversized_records_are_rejected_located_dead_lettered_and_ingest_goes_on(
+        bootstrap: str, backend: str, topic_name: str, tmp_path: Path) -> None:
+    """A record over the topic's limit (and one over the client's own 1 MB ceiling) is counted
+    with source, line and reason, dead-lettered; every other line is delivered; the checkpoint
+    moves past it, so a rerun sends nothing again."""
+    topic = make_topic(bootstrap, topic_name, partitions=2, config={"max.message.bytes": "20000"})
+    f = tmp_path / "c.txt"
+    lines = [f"line {i}" for i in range(3000)]
+    lines[999] = "x" * 50_000          # line 1000: above the topic's limit
+    lines[1999] = "y" * 1_500_000      # line 2000: above librdkafka's / kafka-python's 1 MB
+    f.write_text("".join(x + "\n" for x in lines))
+    dl, ck = tmp_path / "dead.jsonl", tmp_path / "ck.json"
+    rep = Ingestor(bootstrap, topic, backend=backend, dead_letter=dl, checkpoint=ck).run([str(f)])
+    assert rep.ok and rep.failed == 0
+    assert rep.oversized == 2 and rep.produced == rep.delivered == 2998
+    where = {(p.source, p.position): p.reason for p in rep.oversized_examples}
+    assert set(where) == {(str(f), 1000), (str(f), 2000)}
+    assert "max.message.bytes=20000" in where[(str(f), 1000)]
+    dead = [json.loads(x) for x in dl.read_text().splitlines()]
+    assert [(d["source"], d["line"]) for d in dead] == [(str(f), 1000), (str(f), 2000)]
+    assert base64.b64decode(dead[0]["raw_base64"]) == b"x" * 50_000 + b"\n"
+    got = sorted(r.value for r in read_all(bootstrap, topic))
+    assert got == sorted(x.encode() for i, x in enumerate(lines) if i not in (999, 1999))
+    saved = json.loads(ck.read_text())["inputs"][0]
+    assert saved["done"] and saved["line"] == 3000
+    again = Ingestor(bootstrap, topic, backend=backend, checkpoint=ck).run([str(f)])
+    assert again.produced == 0 and again.oversized == 0
+
+
+def test_batch_size_fits_a_small_topic_limit(bootstrap: str, backend: str, topic_name: str,
+                                             tmp_path: Path) -> None:
+    """The 1 MiB default batch.size would make the broker refuse every batch of a topic with
+    max.message.bytes=4096: it is fitted; a batch.size the user set above it fails at start."""
+    topic = make_topic(bootstrap, topic_name, config={"max.message.bytes": "4096"})
+    f = tmp_path / "c.txt"
+    docs = corpus(f, 5000)
+    settings = {"compression.type": "none", "delivery.timeout.ms": 60000}
+    rep = Ingestor(bootstrap, topic, backend=backend, settings=settings).run([str(f)])
+    assert rep.ok and rep.delivered == 5000 and rep.failed == 0, rep.failures_by_reason
+    assert rep.max_message_bytes == 4096 and 0 < rep.batch_size <= 4096
+    assert sorted(r.value for r in read_all(bootstrap, topic)) == sorted(d.encode() for d in docs)
+    with pytest.raises(ValueError, match=r"batch.size=65536 is above .*max.message.bytes=4096"):
+        Ingestor(bootstrap, topic, backend=backend,
+                 settings={**settings, "batch.size": 65536}).run([str(f)])
+
+
+def test_missing_topic_and_unreachable_servers_fail_at_start(bootstrap: str, backend: str,
+                                                             tmp_path: Path) -> None:
+    f = tmp_path / "c.txt"
+    f.write_text("one\n")
+    with pytest.raises(TopicMissing, match="'no-such-topic' does not exist on "):
+        Ingestor(bootstrap, "no-such-topic", backend=backend).run([str(f)])
+    with Admin({"bootstrap.servers": bootstrap}) as a:
+        assert a.describe_topic("no-such-topic") is None  # the check did not create it
+    t0 = time.monotonic()
+    with pytest.raises(Unreachable, match=r"cannot reach the Kafka cluster at 127.0.0.1:1 within 2s"):
+        Ingestor("127.0.0.1:1", "t", backend=backend, timeout=2).run([str(f)])
+    assert time.monotonic() - t0 < 10
+
+
+def test_checkpoint_keys_inputs_by_real_path(bootstrap: str, topic_name: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """data/*.txt, ./data/a.txt, an absolute path and a symlink are one input: ingested once."""
+    topic = make_topic(bootstrap, topic_name)
+    (tmp_path / "data").mkdir()
+    docs = corpus(tmp_path / "data" / "a.txt", 1200)
+    (tmp_path / "link.txt").symlink_to(tmp_path / "data" / "a.txt")
+    monkeypatch.chdir(tmp_path)
+    ck = tmp_path / "ck.json"
+    first = Ingestor(bootstrap, topic, checkpoint=ck).run(["data/*.txt", "./data/a.txt"])
+    assert first.produced == 1200 and first.duplicate_inputs == ["./data/a.txt"]
+    for spelling in (str(tmp_path / "data" / "a.txt"), "./data/a.txt", "link.txt",
+                     "data/../data/a.txt"):
+        again = Ingestor(bootstrap, topic, checkpoint=ck).run([spelling])
+        assert again.produced == 0 and again.resumed == {spelling: 1200}, spelling
+    vals = [r.value for r in read_all(bootstrap, topic)]
+    assert sorted(vals) == sorted(d.encode() for d in docs)
+    other = tmp_path / "b.txt"
+    corpus(other, 10)
+    rep = Ingestor(bootstrap, topic, checkpoint=ck).run([str(other)])
+    assert rep.produced == 10
+    assert rep.stale_checkpoint_inputs == [str((tmp_path / "data" / "a.txt").resolve())]
+
+
+def test_stop_is_seen_after_a_few_large_documents(bootstrap: str, backend: str, topic_name: str,
+                                                  tmp_path: Path) -> None:
+    """Checks run on produced bytes and time too, not only every 1024 records: a stop asked
+    for after the first check lands long before 1024 large documents; the checkpoint is exact."""
+    topic = make_topic(bootstrap, topic_name, config={"max.message.bytes": "1048588"})
+    f, ck = tmp_path / "big.txt", tmp_path / "ck.json"
+    with f.open("w") as fh:
+        for i in range(600):
+            fh.write(f"doc-{i:04d} " + "w" * 32_000 + "\n")
+    ing: Ingestor
+
+    def stop_at_first(_p: object) -> None:
+        ing.stop()
+
+    ing = Ingestor(bootstrap, topic, backend=backend, checkpoint=ck, on_progress=stop_at_first,
+                   progress_interval=0)
+    rep = ing.run([str(f)])
+    assert rep.interrupted and rep.ok
+    assert 0 < rep.produced <= 64, rep.produced  # 1 MiB / 32 KB per check: ~33 documents
+    line = json.loads(ck.read_text())["inputs"][0]["line"]
+    assert line == rep.produced == len(read_all(bootstrap, topic))
 
 
 def test_checkpoint_resume_skips_done_inputs_and_refuses_changed_files(
