@@ -31,7 +31,7 @@ from render_role import REPO
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 JAR = REPO / ".cache" / "dist" / "jmx_prometheus_javaagent-1.0.1.jar"
-RULES = REPO / "roles" / "monitoring" / "files" / "etc" / "prometheus" / "rules" / "kafka-kit.rules.yml"
+RULES = REPO / "roles" / "monitoring" / "templates" / "etc" / "prometheus" / "rules" / "kafka-kit.rules.yml.j2"
 
 pytestmark = pytest.mark.skipif(not JAR.exists(), reason="run tools/fetch-jmx-exporter (make deps)")
 
