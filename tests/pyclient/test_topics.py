@@ -3,6 +3,8 @@ refuse a decrease, check mode changes nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pyclient.topics import TopicPlanError, describe, ensure_topics
@@ -67,3 +69,18 @@ def test_delete_undeclared(bootstrap: str, topic_name: str) -> None:
     internal = [n for n in describe(settings, []) if n.startswith("__")]
     assert drop not in describe(settings, [])
     assert internal == [n for n in describe(settings, []) if n.startswith("__")]
+
+
+def test_command_config_file_is_used(bootstrap: str, topic_name: str, tmp_path: Path) -> None:
+    """ensure_topics reads a client properties file (plaintext here); one asking for SSL on
+    this plaintext listener fails, so the file is really applied."""
+    good = tmp_path / "client.properties"
+    good.write_text("security.protocol=PLAINTEXT\nclient.id=topics-test\n")
+    declared = [{"name": topic_name, "partitions": 1, "replication_factor": 1}]
+    settings = {"bootstrap.servers": bootstrap}
+    assert ensure_topics(settings, declared, command_config=str(good)).changed
+    assert topic_name in describe(settings, [topic_name], command_config=str(good))
+    bad = tmp_path / "ssl.properties"
+    bad.write_text("security.protocol=SSL\n")
+    with pytest.raises(Exception, match="(?i)timed out|transport|ssl"):
+        ensure_topics(settings, declared, command_config=str(bad), timeout=3)
