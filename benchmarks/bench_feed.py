@@ -57,6 +57,44 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
     return _result(t0, marks, tokens, batches)
 
 
+def child_resume(a: argparse.Namespace) -> dict[str, Any]:
+    """Resume time: build the dataset, load a saved state (``--state``), take the first batch."""
+    from pyclient.dataset import KafkaTokenDataset
+
+    state = json.loads(Path(a.state).read_text())
+    tok, eos = _tokenizer(a)
+    t0 = time.perf_counter()
+    ds = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len, batch_size=a.batch_size,
+                           tokenizer=tok, eos_id=eos, backend=a.backend)
+    t1 = time.perf_counter()
+    ds.load_state_dict(state)
+    t2 = time.perf_counter()
+    next(iter(ds))
+    t3 = time.perf_counter()
+    return {"build_s": t1 - t0, "load_s": t2 - t1, "first_s": t3 - t2, "total_s": t3 - t0}
+
+
+def resume_times(a: argparse.Namespace, common: list[str], out: Path) -> list[dict[str, Any]]:
+    """Resume time from states whose cursors sit at 0%, 50% and 90% of every partition."""
+    from pyclient.dataset import KafkaTokenDataset
+
+    base = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len,
+                             batch_size=a.batch_size, backend=a.backend,
+                             eos_id=a.eos_id if a.tokenizer_json else None,
+                             tokenizer=None if not a.tokenizer_json else _tokenizer(a)[0]).state_dict()
+    rows = []
+    for frac in (0.0, 0.5, 0.9):
+        st = json.loads(json.dumps(base))
+        st["cursor"] = {p: [int(st["start"][p] + frac * (e - st["start"][p])), 0]
+                        for p, e in st["end"].items()}
+        path = out / f"resume-state-{frac}.json"
+        path.write_text(json.dumps(st))
+        res, _, _ = run_child([sys.executable, __file__, "--child", "resume", "--state", str(path),
+                               *common])
+        rows.append({"name": f"resume at {frac:.0%}", **res})
+    return rows
+
+
 def _result(t0: float, marks: list[float], tokens: int, batches: int) -> dict[str, Any]:
     """Totals, time to the first batch, and the gaps between batches (what a training step
     waits for its next batch)."""
@@ -141,9 +179,11 @@ def main() -> int:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--state", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child_kafka(a) if a.child == "kafka" else child_file(a)))
+        child = {"kafka": child_kafka, "file": child_file, "resume": child_resume}[a.child]
+        print(json.dumps(child(a)))
         return 0
 
     from pyclient.admin import Admin
@@ -176,6 +216,8 @@ def main() -> int:
                 runs[name].append({**res, "tokens_s": res["tokens"] / res["seconds"],
                                    "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall,
                                    "cpu_s": ru.ru_utime + ru.ru_stime})
+        a.topic = topic
+        resumes = resume_times(a, common, out)
         rows = []
         for name, rs in runs.items():
             med = sorted(rs, key=lambda r: r["tokens_s"])[len(rs) // 2]
@@ -202,6 +244,10 @@ def main() -> int:
                        ("p99_ms", "gap p99 ms", ".2f"), ("rss_mib", "peak RSS MiB", ".0f"),
                        ("cpu_s", "CPU s", ".1f"), ("x_file", "x file", ".2f")]))
     print("kafka / file per run pair: " + ", ".join(f"{x:.2f}" for x in pairs))
+    print("resume (state loaded -> first batch), by the position of the saved offsets:")
+    print(table(resumes, [("name", "state", "s"), ("build_s", "build s", ".3f"),
+                          ("load_s", "load_state_dict s", ".3f"),
+                          ("first_s", "first batch s", ".3f"), ("total_s", "total s", ".3f")]))
     save_results(out, "feed", vars(a), rows, "training feed: tokens/s",
                  [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")])
     return 0

@@ -41,6 +41,10 @@ except ImportError:  # pragma: no cover - depends on the install
 __all__ = ["KafkaTokenDataset", "LayoutError", "merge_state_dicts", "as_batch"]
 #: auto.offset.reset per backend: a position that is no longer valid is an error, never a jump.
 _NO_RESET = {"confluent": "error", "kafka-python": "none"}
+#: Settings that the admin client (topic id lookup) shares with the consumer: connection and
+#: security; the consumer's fetch settings mean nothing to it (kafka-python refuses them).
+_ADMIN_KEYS = ("security.", "sasl.", "ssl.", "client.id", "socket.", "request.timeout.ms",
+               "reconnect.", "retry.backoff")
 
 
 def _dist_rank_world() -> tuple[int, int] | None:
@@ -122,8 +126,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         cfg = self._cfg()
         servers = cfg["bootstrap.servers"]
         try:
-            admin = make_admin({k: v for k, v in cfg.items() if k in self.settings
-                                or k == "bootstrap.servers"}, self.backend)
+            admin = make_admin({k: v for k, v in cfg.items() if k == "bootstrap.servers"
+                                or k.startswith(_ADMIN_KEYS)}, self.backend)
             try:
                 tid = admin.topic_id(self.topic, self.timeout)
             finally:
@@ -135,6 +139,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                 c.close()
         except KafkaKitError as e:
             raise KafkaKitError(f"training feed: topic {self.topic!r} on {servers}: {e}") from e
+        except (ValueError, TypeError):  # a bad setting: its own message says which
+            raise
         except Exception as e:  # client libraries raise their own types for timeouts
             raise KafkaKitError(f"training feed: cannot read topic {self.topic!r} from "
                                 f"{servers} within {self.timeout:g} s: {e}") from e
