@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke lab-down test test-unit test-molecule test-migration test-migration-rollback lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-down test test-unit test-molecule test-migration test-migration-rollback lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -62,6 +62,13 @@ lab-deploy:
 
 smoke:
 	$(BIN)/ansible-playbook playbooks/smoke.yml -i inventories/lab
+
+# The article's table measured on a running lab (make lab first): before vs after vs Kafka's
+# own tools, one run (benchmarks/bench_article.py, docs/benchmarks.md). BENCH_ARGS adds options.
+BENCH_SERVERS ?= 10.89.60.11:9092,10.89.60.12:9092,10.89.60.13:9092
+BENCH_ARGS    ?=
+bench:
+	$(PY) benchmarks/bench_article.py -b $(BENCH_SERVERS) --replication-factor 3 --partitions 12 $(BENCH_ARGS)
 
 lab-down:
 	$(BIN)/ansible-playbook playbooks/lab_down.yml $(LAB_ARGS)
