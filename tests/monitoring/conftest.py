@@ -9,3 +9,4 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit"))
 sys.path.insert(0, str(HERE.parent / "pyclient"))
+sys.path.insert(0, str(HERE))

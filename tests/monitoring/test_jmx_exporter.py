@@ -210,7 +210,7 @@ def test_every_kafka_series_of_the_alert_rules_is_exported(broker_metrics):
     """A rule on a series the agent never exports would never fire: check each name."""
     names = _names(broker_metrics)
     text = RULES.read_text()
-    used = set(re.findall(r"\b(kafka_[a-z0-9_]+)\b", text)) - {"kafka_kit"}
+    used = set(re.findall(r"(?<![.\w])(kafka_[a-z0-9_]+)\b", text))
     used = {n for n in used if not n.startswith("kafka_kit")}
     assert used, "the rules use kafka_* series"
     assert used <= names, sorted(used - names)
@@ -251,7 +251,7 @@ def zookeeper_metrics(tmp_path_factory):
         deadline = time.monotonic() + 60
         while True:
             text = _scrape(port, auth)
-            if "zookeeper_role" in text or time.monotonic() > deadline:
+            if ("zookeeper_role" in text and "zookeeper_datatree_nodecount" in text) or time.monotonic() > deadline:
                 break
             time.sleep(1)
         try:
@@ -273,3 +273,21 @@ def test_zookeeper_series_behind_basic_auth(zookeeper_metrics):
     assert s["zookeeper_outstandingrequests"] == 0
     assert s["zookeeper_datatree_nodecount"] >= 1
     assert "zookeeper_avgrequestlatency" in s
+
+
+def test_every_kafka_series_of_the_dashboard_is_exported(broker_metrics):
+    from test_dashboard import dashboard_exprs, series_names
+
+    used = {n for _, e in dashboard_exprs() for n in series_names(e)
+            if n.startswith(("kafka_", "jvm_", "process_"))}
+    assert len(used) > 10
+    assert used <= _names(broker_metrics), sorted(used - _names(broker_metrics))
+
+
+def test_every_zookeeper_series_of_rules_and_dashboard_is_exported(zookeeper_metrics):
+    from test_dashboard import dashboard_exprs, series_names
+
+    used = {n for _, e in dashboard_exprs() for n in series_names(e) if n.startswith("zookeeper_")}
+    used |= set(re.findall(r"(?<![.\w])(zookeeper_[a-z0-9_]+)\b", RULES.read_text()))  # not __for.zookeeper_*
+    assert used, "rules and dashboard read zookeeper_* series"
+    assert used <= _names(zookeeper_metrics[0]), sorted(used - _names(zookeeper_metrics[0]))
