@@ -27,6 +27,13 @@ HOSTS = sorted(testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 NODE_IDS = {"kk-molecule-1": 1, "kk-molecule-2": 2, "kk-molecule-3": 3}
 DIST = REPO / ".cache" / "dist"
+# The change every run of this module converges to (after test_default.py checked the defaults;
+# test_rolling.py's converge returns to them): a server property; the broker's open files, which
+# os_tuning's unit drop-in takes from the kafka role's kafka_service_limit_nofile; and a second
+# data disk (JBOD), an empty log dir beside a formatted one, which must be formatted before the
+# broker restarts with it.
+CHANGE = {"kafka_server_properties": {"log.retention.hours": 101}, "kafka_service_limit_nofile": 100000,
+          "kafka_data_dirs": ["/var/lib/kafka/data", "/var/lib/kafka/data-2"]}
 
 
 def _playbook(playbook: str, *extra: str) -> subprocess.CompletedProcess:
@@ -87,33 +94,38 @@ def test_interrupted_roll_is_resumed_by_the_next_run(hosts, bootstrap):
     assert set(_live(bootstrap, "log.retention.hours").values()) != {"101"}
     # No JVM listens within 1 s of its restart: the first host restarts, its post-start gate
     # times out and the run stops there, with a message naming the host and what to do.
-    failed = _playbook("molecule/default/converge.yml", "-e",
-                       json.dumps({"kafka_server_properties": {"log.retention.hours": 101},
-                                   "kafka_service_start_timeout": 1}))
+    failed = _playbook("molecule/default/converge.yml", "-e", json.dumps(dict(CHANGE, kafka_service_start_timeout=1)))
     assert failed.returncode != 0, _tail(failed)
     flat = " ".join(failed.stdout.split())
     assert re.search(r"kk-molecule-\d \(node \d\) did not listen on \S+ within kafka_service_start_timeout=1 s", flat), _tail(failed)
     assert "run the playbook again: the host is still pending" in flat
     for h in hosts.values():
         assert "log.retention.hours=101" in h.file("/etc/kafka/server.properties").content_string
+        # One source: os_tuning's drop-in carries the kafka role's value.
+        dropin = h.file("/etc/systemd/system/kafka.service.d/60-kafka-kit-limits.conf").content_string
+        assert "LimitNOFILE=100000" in dropin
 
-    check = _playbook("molecule/default/converge.yml", "--check", "-e",
-                      json.dumps({"kafka_server_properties": {"log.retention.hours": 101}}))
+    check = _playbook("molecule/default/converge.yml", "--check", "-e", json.dumps(CHANGE))
     assert check.returncode == 0, _tail(check)
     assert "3 host(s) run a configuration older than their files" in check.stdout, _tail(check)
     assert "/etc/kafka/server.properties changed" in check.stdout
+    assert "/etc/systemd/system/kafka.service.d/60-kafka-kit-limits.conf changed" in check.stdout
 
     before = _started_at(hosts)
-    rerun = _playbook("molecule/default/converge.yml", "-e",
-                      json.dumps({"kafka_server_properties": {"log.retention.hours": 101}}))
+    rerun = _playbook("molecule/default/converge.yml", "-e", json.dumps(CHANGE))
     assert rerun.returncode == 0, _tail(rerun)
     after = _started_at(hosts)
     assert all(after[n] > before[n] for n in HOSTS), "every pending host must be restarted"
     assert set(_live(bootstrap, "log.retention.hours").values()) == {"101"}
+    for h in hosts.values():
+        assert h.check_output("systemctl show -p LimitNOFILE --value kafka") == "100000"
+        metas = [dict(line.split("=", 1) for line in h.file(f"{d}/meta.properties").content_string.splitlines()
+                      if "=" in line and not line.startswith("#")) for d in CHANGE["kafka_data_dirs"]]
+        assert metas[0]["cluster.id"] == metas[1]["cluster.id"] and metas[0]["node.id"] == metas[1]["node.id"]
+        assert metas[0]["directory.id"] != metas[1]["directory.id"]
 
     # Nothing pending any more: a third run restarts nothing and reports no drift.
-    again = _playbook("molecule/default/converge.yml", "-e",
-                      json.dumps({"kafka_server_properties": {"log.retention.hours": 101}}))
+    again = _playbook("molecule/default/converge.yml", "-e", json.dumps(CHANGE))
     assert again.returncode == 0, _tail(again)
     assert "0 host(s) run a configuration older than their files" in again.stdout
     assert _started_at(hosts) == after
@@ -126,7 +138,7 @@ def test_version_switch_only_inside_the_gated_restart(hosts):
     archive = DIST / "kafka_2.13-4.3.1.tgz"
     if not archive.exists():
         pytest.fail(f"{archive} is missing: make deps builds it (tools/build-kafka-dist 4.3.1)")
-    new = {"kafka_version": "4.3.1", "kafka_archive_local_path": str(archive)}
+    new = dict(CHANGE, kafka_version="4.3.1", kafka_archive_local_path=str(archive))
     # --check --diff of a version change runs through (nothing unpacked, nothing restarted).
     check = _playbook("molecule/default/converge.yml", "--check", "--diff", "-e", json.dumps(new))
     assert check.returncode == 0, _tail(check)
@@ -147,7 +159,7 @@ def test_version_switch_only_inside_the_gated_restart(hosts):
     # Back to the version the cluster runs (4.3.1 cannot read 4.4's finalized metadata): the
     # files return to what every host started with, so nothing is pending and nothing restarts.
     h.run_expect([0], "timeout 120 sh -c 'until (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; do sleep 1; done'")
-    back = _playbook("molecule/default/converge.yml")
+    back = _playbook("molecule/default/converge.yml", "-e", json.dumps(CHANGE))
     assert back.returncode == 0, _tail(back)
     assert "0 host(s) run a configuration older than their files" in back.stdout, _tail(back)
     for other in hosts.values():
@@ -162,7 +174,7 @@ def test_limit_and_preferred_leaders_after_a_roll(hosts, bootstrap):
 
     target = HOSTS[1]
     props_before = {n: h.file("/etc/kafka/server.properties").content_string for n, h in hosts.items()}
-    site = _playbook("site.yml", "--limit", target)
+    site = _playbook("site.yml", "--limit", target, "-e", json.dumps(CHANGE))
     assert site.returncode == 0, _tail(site)
     assert _recap(site)[target]["changed"] == 0, _tail(site)
     assert {n: h.file("/etc/kafka/server.properties").content_string for n, h in hosts.items()} == props_before

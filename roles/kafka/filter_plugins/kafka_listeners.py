@@ -254,8 +254,12 @@ def kafka_zookeeper_connect(hostvars: Mapping[str, Any], members: Sequence[str],
     parts = []
     for name in members:
         hv = hostvars[name]
+        # The zookeeper role's default address is the member's default-route address: its
+        # facts, gathered for every member by playbooks/facts.yml (also under --limit).
+        facts = _get(hv, "ansible_facts", {}) or {}
+        default_ipv4 = (facts.get("default_ipv4") or {}).get("address") if isinstance(facts, Mapping) else None
         address = (_get(hv, "zookeeper_address_fact") or _get(hv, "zookeeper_client_address")
-                   or _get(hv, "ansible_host") or name)
+                   or default_ipv4 or _get(hv, "ansible_host") or name)
         port = _get(hv, "zookeeper_client_port_fact") or _get(hv, "zookeeper_client_port") or client_port
         parts.append(f"{address}:{port}")
     return ",".join(parts) + (chroot or "")

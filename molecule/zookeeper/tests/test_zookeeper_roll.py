@@ -1,0 +1,65 @@
+"""ZooKeeper restarts (issue 9): a change that cannot be lost, and the leader restarted last.
+
+A run of playbooks/zookeeper.yml interrupted before its roll (the roll plays carry the tag
+`roll`) leaves every member pending; the next run restarts each member once, one at a time,
+followers first and the member that led the ensemble last, and afterwards nothing is pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import testinfra
+import testinfra.utils.ansible_runner
+
+REPO = Path(__file__).resolve().parents[3]
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+MEMBERS = sorted(testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("zookeeper"))
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+CHANGE = json.dumps({"zookeeper_properties": {"maxClientCnxns": 61}})
+
+
+def _playbook(*extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LIBRARY=str(REPO / "plugins" / "modules"))
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, str(REPO / "playbooks" / "zookeeper.yml"), *extra],
+                          capture_output=True, text=True, env=env, timeout=1200)
+
+
+def _mode(host) -> str:
+    out = host.check_output("bash -c 'exec 3<>/dev/tcp/127.0.0.1/2181; printf srvr >&3; cat <&3'")
+    return re.search(r"Mode: (\w+)", out).group(1)
+
+
+def _started(hosts) -> dict[str, int]:
+    return {n: int(h.check_output("systemctl show zookeeper -p ActiveEnterTimestampMonotonic --value"))
+            for n, h in hosts.items()}
+
+
+def test_interrupted_change_rolls_followers_first_and_the_leader_last():
+    hosts = {n: testinfra.get_host(f"podman://{n}", sudo=True) for n in MEMBERS}
+    leader = next(n for n, h in hosts.items() if _mode(h) == "leader")
+    staged = _playbook("--skip-tags", "roll", "-e", CHANGE)
+    assert staged.returncode == 0, staged.stdout[-4000:]
+    before = _started(hosts)
+    for h in hosts.values():
+        assert "maxClientCnxns=61" in h.file("/etc/zookeeper/zoo.cfg").content_string
+
+    rolled = _playbook("-e", CHANGE)
+    assert rolled.returncode == 0, rolled.stdout[-4000:]
+    flat = " ".join(rolled.stdout.split())
+    assert "3 ZooKeeper member(s) run a configuration older than their files" in flat, rolled.stdout[-4000:]
+    after = _started(hosts)
+    assert all(after[n] > before[n] for n in MEMBERS), "every pending member restarts"
+    order = sorted(MEMBERS, key=lambda n: after[n])
+    assert order[-1] == leader, f"the leader {leader} must restart last: {order}"
+
+    again = _playbook("-e", CHANGE)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "0 ZooKeeper member(s) run a configuration older than their files" in " ".join(again.stdout.split())
+    assert _started(hosts) == after

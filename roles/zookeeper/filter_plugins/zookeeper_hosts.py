@@ -1,0 +1,30 @@
+"""Filters of the zookeeper role: read another member's values from hostvars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def zookeeper_first_of(hostvars_of_host: Mapping[str, Any], paths: Sequence[str]) -> Any:
+    """The first non-empty value among dotted ``paths`` (``ansible_facts.default_ipv4.address``)
+    of one host's hostvars; the empty string when none is set."""
+    for path in paths:
+        value: Any = hostvars_of_host
+        for key in path.split("."):
+            try:
+                value = value[key]
+            except (KeyError, TypeError, IndexError):
+                value = None
+            if value is None:
+                break
+        if value not in (None, ""):
+            return value
+    return ""
+
+
+class FilterModule:
+    """zookeeper role filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"zookeeper_first_of": zookeeper_first_of}
