@@ -252,3 +252,22 @@ def test_checkpoint_resume_skips_done_inputs_and_refuses_changed_files(
         Ingestor(bootstrap, topic, checkpoint=ck).run([str(a)])
     with pytest.raises(CheckpointMismatch, match="not 'other'"):
         Ingestor(bootstrap, "other", checkpoint=ck).run([str(b)])
+
+
+def test_old_checkpoint_keyed_as_spelled_is_resolved(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint written before real-path keys (relative spelling) still resumes."""
+    from pyclient.checkpoint import IngestCheckpoint
+
+    (tmp_path / "data").mkdir()
+    f = tmp_path / "data" / "a.txt"
+    f.write_text("x\n")
+    st = f.stat()
+    ck = tmp_path / "ck.json"
+    ck.write_text(json.dumps({"version": 1, "topic": "t", "inputs": [
+        {"path": "./data/a.txt", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "line": 1,
+         "offset": 2, "done": True}]}))
+    monkeypatch.chdir(tmp_path)
+    loaded = IngestCheckpoint.load(ck, "t")
+    assert loaded.state_for("data/a.txt").done
+    assert loaded.state_for(str(f)).line == 1 and loaded.stale([str(f)]) == []
