@@ -126,7 +126,10 @@ def scale_lab(lab_mb_s: float, lab_cores: float, replication_factor: int = 3,
 # -- inventories ------------------------------------------------------------------------------
 
 def _yaml(path: Path) -> Any:
-    import yaml
+    try:
+        import yaml
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ValueError("reading an inventory needs PyYAML: pip install pyyaml") from e
     return yaml.safe_load(path.read_text()) if path.exists() else None
 
 
