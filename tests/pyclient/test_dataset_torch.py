@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from helpers import corpus, make_topic
-from pyclient.dataset import KafkaTokenDataset, from_stateful_dataloader
+from pyclient.dataset import KafkaTokenDataset, from_stateful_dataloader, merge_state_dicts
 from pyclient.producer import Ingestor
 from test_dataset import check_once, real, tagged
 
@@ -109,33 +109,40 @@ DIST_CHILD = textwrap.dedent("""
     from test_dataset import tagged
     from pyclient.dataset import KafkaTokenDataset
     from pyclient.feed_sync import even_batches
-    boot, topic, init, rank, out, _, ctx = sys.argv[1:8]
+    boot, topic, init, rank, out, _, ctx, policy = sys.argv[1:9]
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         os.environ.pop(k, None)
+    kw = dict(seq_len=40, batch_size=3, tokenizer=tagged, eos_id=1, last_batch="pad")
+    early = KafkaTokenDataset(boot, topic, **kw)   # built before the process group: world 1
     dist.init_process_group("gloo", init_method=init, rank=int(rank), world_size=2)
-    ds = KafkaTokenDataset(boot, topic, seq_len=40, batch_size=3, tokenizer=tagged, eos_id=1,
-                           last_batch="pad")
+    try:
+        next(iter(early))
+        refused = ""
+    except Exception as e:
+        refused = f"{type(e).__name__}: {e}"
+    ds = KafkaTokenDataset(boot, topic, **kw)
     loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=ctx)
     tokens, steps, pads = [], 0, 0
-    for b in even_batches(loader, "pad", pad_id=1, shape=(3, 40)):
+    for b in even_batches(loader, policy, pad_id=1, shape=(3, 40)):
         steps += 1
         pads += bool(b.get("padding"))
         m = b["attention_mask"].flatten().tolist()
         tokens += [t for t, k in zip(b["input_ids"].flatten().tolist(), m) if k]
         ds.update(b)
-    json.dump({"tokens": tokens, "steps": steps, "pads": pads,
+    json.dump({"tokens": tokens, "steps": steps, "pads": pads, "refused": refused,
                "world": ds.world_size, "state": ds.state_dict()}, open(out, "w"))
     dist.destroy_process_group()
 """)
 
 
-@pytest.mark.parametrize("ctx", ["spawn", "forkserver"])
+@pytest.mark.parametrize("ctx,policy", [("spawn", "pad"), ("forkserver", "drop")])
 def test_ranks_resolved_in_the_main_process_with_spawned_workers(
-        bootstrap: str, topic_name: str, tmp_path: Path, ctx: str) -> None:
+        bootstrap: str, topic_name: str, tmp_path: Path, ctx: str, policy: str) -> None:
     """Two gloo ranks initialised without RANK/WORLD_SIZE, workers started by spawn or
-    forkserver (they do not inherit the process group): each rank reads only its share, the
-    union is exact, and even_batches gives both ranks the same number of steps although
-    their partitions hold different amounts."""
+    forkserver (they do not inherit the process group): each rank reads only its share, and
+    even_batches gives both ranks the same number of steps although their partitions hold
+    3:1 documents. pad: the union is exact; drop: nothing repeated, and the merged states
+    deliver exactly the rest. A dataset built before init_process_group is refused."""
     import confluent_kafka as ck
 
     make_topic(bootstrap, topic_name, partitions=4)
@@ -149,15 +156,25 @@ def test_ranks_resolved_in_the_main_process_with_spawned_workers(
     here = str(Path(__file__).parent)
     env["PYTHONPATH"] = os.pathsep.join([here, str(Path(here).parents[1])])
     procs = [subprocess.Popen([sys.executable, "-c", DIST_CHILD, bootstrap, topic_name, init,
-                               str(r), str(tmp_path / f"r{r}.json"), here, ctx], env=env)
+                               str(r), str(tmp_path / f"r{r}.json"), here, ctx, policy], env=env)
              for r in range(2)]
     assert [pr.wait(timeout=240) for pr in procs] == [0, 0]
     res = [json.loads((tmp_path / f"r{r}.json").read_text()) for r in range(2)]
     assert [r["world"] for r in res] == [2, 2]
-    assert res[0]["steps"] == res[1]["steps"] and res[0]["pads"] + res[1]["pads"] > 0
+    assert all("LayoutError" in r["refused"] and "init_process_group" in r["refused"] for r in res)
+    assert res[0]["steps"] == res[1]["steps"]
     for r in res:
         assert r["tokens"], "a rank got nothing"
-    check_once(res[0]["tokens"] + res[1]["tokens"], docs)
+    tokens = res[0]["tokens"] + res[1]["tokens"]
+    if policy == "pad":
+        assert res[0]["pads"] + res[1]["pads"] > 0
+    else:
+        assert res[0]["pads"] == res[1]["pads"] == 0
+        rest = _dataset(bootstrap, topic_name, rank=0, world_size=1)
+        rest.load_state_dict(merge_state_dicts([r["state"] for r in res]))
+        tokens += real(list(rest))
+        assert len(tokens) > len(res[0]["tokens"] + res[1]["tokens"])  # something was dropped
+    check_once(tokens, docs)
 
 
 def test_stateful_dataloader(bootstrap: str, topic: tuple[str, list[str]]) -> None:
