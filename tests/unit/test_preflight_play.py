@@ -38,6 +38,14 @@ def _own_address() -> str:
     return next((w.split("/")[0] for a, w in zip(out, out[1:]) if a == "inet"), "127.0.0.1")
 
 
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 @pytest.fixture()
 def busy_port() -> Iterator[int]:
     """A port another process (this test) listens on, on all interfaces."""
@@ -55,8 +63,8 @@ def inventory(tmp: Path, node1_port: int, **host_extra: dict[str, Any]) -> dict[
         (tmp / name).mkdir(exist_ok=True)
         hosts[name] = {"kafka_node_id": i, "kafka_rack": "rack-" + "aba"[i - 1],
                        "kafka_data_dirs": [str(tmp / name)],
-                       "kafka_broker_port": node1_port if i == 1 else 19092 + 100 * i,
-                       "kafka_controller_port": 19093 + 100 * i}
+                       "kafka_broker_port": node1_port if i == 1 else _free_port(),
+                       "kafka_controller_port": _free_port()}
         hosts[name].update(host_extra.get(name, {}))
     return {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
@@ -101,27 +109,25 @@ def test_preflight_play_refuses_what_the_probes_find(tmp_path: Path, busy_port: 
     assert "changed=0" in out and "changed=1" not in out
 
 
-def test_preflight_play_passes_with_opt_outs_in_check_mode(tmp_path: Path) -> None:
-    """The same hosts, port free, NAT opt-out and rack policy warn: passes (in --check too), warns."""
-    free = socket.socket()
-    free.bind(("0.0.0.0", 0))
-    port = free.getsockname()[1]
-    free.close()
-    inv = inventory(tmp_path, port,
-                    **{"pf-node2": {"kafka_listener_address": FOREIGN,
+def test_preflight_play_passes_with_opt_outs_in_check_mode_and_limit(tmp_path: Path) -> None:
+    """Port free, NAT opt-out, rack policy warn: passes in --check, and prints the warning.
+    Under --limit pf-node1 the racks of pf-node2 and pf-node3 (inventory values) still count:
+    the rack-count warning is about the whole cluster's 2 racks."""
+    inv = inventory(tmp_path, _free_port(),
+                    **{"pf-node1": {"kafka_listener_address": FOREIGN,
                                     "kafka_preflight_allow_foreign_listener_address": True}})
     inv["all"]["vars"]["kafka_preflight_rack_policy"] = "warn"
-    r = run(tmp_path, inv, "--check")
+    r = run(tmp_path, inv, "--check", "--limit", "pf-node1")
     out = flat(r.stdout)
     assert r.returncode == 0, out[-4000:]
-    assert "Preflight passed for 3 host(s)." in out
+    assert "Preflight passed for 1 host(s)." in out
     assert "WARNING: preflight accepted 1 risk(s) on purpose:" in out
-    assert "the brokers span 2 rack(s)" in out
+    assert "the brokers span 2 rack(s) (rack-a, rack-b)" in out
 
 
 def test_preflight_play_names_hosts_outside_the_kafka_groups(tmp_path: Path) -> None:
     """A mistyped group: refused on localhost, before the Kafka hosts play starts."""
-    inv = inventory(tmp_path, 19092)
+    inv = inventory(tmp_path, _free_port())
     inv["all"]["children"]["kafka_brokers"] = {"hosts": {"pf-typo": {"kafka_node_id": 9}}}
     inv["all"]["children"]["monitoring"] = {"hosts": {"pf-prom": {}}}
     r = run(tmp_path, inv)
@@ -131,3 +137,18 @@ def test_preflight_play_names_hosts_outside_the_kafka_groups(tmp_path: Path) -> 
             "kafka_controller (its groups: kafka_brokers)") in out, out[-3000:]
     assert "pf-prom" not in out
     assert "Preflight of the Kafka hosts" not in out
+
+
+def test_preflight_play_with_limit_still_judges_the_whole_cluster(tmp_path: Path) -> None:
+    """--limit pf-node1: node ids and racks of every Kafka host of the inventory are judged
+    (the others by their inventory values): a node id that pf-node2 shares and a rack missing
+    on pf-node3 are found from pf-node1's run (the quorum of 3 and RF 3 on 3 brokers pass)."""
+    inv = inventory(tmp_path, _free_port(), **{"pf-node2": {"kafka_node_id": 1},
+                                               "pf-node3": {"kafka_rack": ""}})
+    del inv["all"]["children"]["zookeeper"]
+    r = run(tmp_path, inv, "--limit", "pf-node1")
+    out = flat(r.stdout)
+    assert r.returncode != 0
+    assert "Preflight found 2 problem(s)" in out, out[-4000:]
+    assert "pf-node1, pf-node2: share kafka_node_id=1" in out
+    assert "pf-node3: no kafka_rack while the other brokers have one" in out
