@@ -206,6 +206,7 @@ def test_epochs_reread_the_recorded_range(bootstrap: str, topic_name: str, tmp_p
     ds2.load_state_dict(mid)
     e0 = first + list(ds2)
     assert sorted(docs_of(real(e0))) == sorted(docs)  # no late records in epoch 0
+    assert list(ds2) == []  # iterating again without set_epoch: the epoch is finished
     end = ds2.state_dict()
     ds3 = feed(bootstrap, topic_name)
     ds3.load_state_dict(end)
