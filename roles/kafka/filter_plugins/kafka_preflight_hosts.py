@@ -175,9 +175,10 @@ def check_racks(cluster: Cluster) -> list[str]:
     brokers = _brokers(cluster)
     bare = [h["name"] for h in brokers if not _rack(h)]
     if bare and len(bare) < len(brokers):
-        return [f"{_names(bare)}: no kafka_rack while the other brokers have one; Kafka places "
-                "replicas rack-aware only when every broker has a rack (and refuses to create "
-                "topics otherwise). Set kafka_rack on these hosts, or remove it from all."]
+        return [f"{_names(bare)}: no kafka_rack while the other brokers have one; Kafka's "
+                "rack-aware placement expects a rack on every broker, and the copies of a "
+                "partition are not spread as planned otherwise. Set kafka_rack on these hosts, "
+                "or remove it from all."]
     return []
 
 
