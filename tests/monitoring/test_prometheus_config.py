@@ -1,0 +1,116 @@
+"""prometheus.yml as the monitoring role writes it from an inventory: every Kafka host and
+ZooKeeper member a target with its labels, hosts with the agent off left out, a host that did
+not publish its endpoint refused by name, and `promtool check config` accepting the result.
+The real roles run through ansible-playbook on localhost (playbooks/monitoring.yml's first
+plays, then the role's assert and template)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from render_role import REPO, render
+
+PROMTOOL = shutil.which("promtool")
+
+INVENTORY = """
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: {python}
+  children:
+    kafka_controller:
+      hosts:
+        ctl-1: {{kafka_node_id: 101, kafka_listener_address: 192.0.2.101}}
+        both-1: {{kafka_node_id: 9, kafka_listener_address: 192.0.2.9, kafka_jmx_exporter_bind_address: 10.0.0.9}}
+    kafka_broker:
+      hosts:
+        brk-1: {{kafka_node_id: 1, kafka_listener_address: 192.0.2.11}}
+        brk-2: {{kafka_node_id: 2, kafka_listener_address: 192.0.2.12, kafka_jmx_exporter_enabled: false}}
+        both-1:
+    zookeeper:
+      hosts:
+        zk-1: {{zookeeper_id: 1, zookeeper_client_address: 192.0.2.201}}
+    monitoring:
+      hosts:
+        mon-1:
+          monitoring_kafka_basic_auth_username: prometheus
+          monitoring_kafka_basic_auth_password: s3cret
+          monitoring_pyclient_targets: ["gpu-1:9464"]
+"""
+
+PLAYBOOK = """
+- hosts: kafka_controller:kafka_broker
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {{name: kafka, tasks_from: jmx_exporter_target.yml}}
+      when: inventory_hostname != {skip!r}
+- hosts: zookeeper
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {{name: zookeeper, tasks_from: jmx_exporter_target.yml}}
+- hosts: monitoring
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {{name: monitoring, tasks_from: assert.yml, public: true}}
+    - ansible.builtin.template:
+        src: {repo}/roles/monitoring/templates/etc/prometheus/prometheus.yml.j2
+        dest: "{out}/prometheus.yml"
+        mode: "0644"
+"""
+
+
+def _render(work: Path, skip: str = "none") -> str:
+    playbook = PLAYBOOK.replace("{skip!r}", repr(skip))
+    return render(work, INVENTORY.format(python=sys.executable), playbook)["prometheus.yml"]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> dict:
+    return yaml.safe_load(_render(tmp_path_factory.mktemp("prom")))
+
+
+def _job(config: dict, name: str) -> dict:
+    return next(j for j in config["scrape_configs"] if j["job_name"] == name)
+
+
+def test_kafka_targets_from_the_inventory(config):
+    kafka = _job(config, "kafka")
+    targets = {sc["labels"]["instance"]: (sc["targets"], sc["labels"]) for sc in kafka["static_configs"]}
+    assert set(targets) == {"ctl-1", "both-1", "brk-1"}  # brk-2 runs no agent
+    assert targets["ctl-1"][0] == ["192.0.2.101:9404"]
+    assert targets["both-1"][0] == ["10.0.0.9:9404"]  # the bind address wins
+    assert targets["ctl-1"][1] == {"instance": "ctl-1", "node_id": "101", "process_roles": "controller"}
+    assert targets["both-1"][1]["process_roles"] == "broker,controller"
+    assert targets["brk-1"][1]["process_roles"] == "broker"
+    assert kafka["basic_auth"] == {"username": "prometheus", "password": "s3cret"}
+    node = _job(config, "node")
+    assert sorted(t for sc in node["static_configs"] for t in sc["targets"]) == \
+        ["10.0.0.9:9100", "192.0.2.101:9100", "192.0.2.11:9100"]
+
+
+def test_zookeeper_and_pyclient_targets(config):
+    zk = _job(config, "zookeeper")
+    assert zk["static_configs"] == [{"targets": ["192.0.2.201:9405"], "labels": {"instance": "zk-1", "myid": "1"}}]
+    assert _job(config, "pyclient")["static_configs"] == [{"targets": ["gpu-1:9464"]}]
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool: apt-get install prometheus (make deps)")
+def test_promtool_accepts_the_config(config, tmp_path):
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([PROMTOOL, "check", "config", "--syntax-only", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_host_without_its_published_endpoint_is_refused_by_name(tmp_path):
+    with pytest.raises(AssertionError) as err:
+        _render(tmp_path, skip="brk-1")
+    assert "kafka_jmx_exporter_target_fact" in str(err.value) and "brk-1" in str(err.value)
