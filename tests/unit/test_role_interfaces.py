@@ -389,3 +389,56 @@ def test_inventories_pass_the_specs(name: str, stubs: Path, tmp_path: Path) -> N
     included = {b.split("]", 1)[0] for b in blocks if "\nincluded: " in b}
     validated = set(re.findall(r"\nTASK \[(\w+) : Validating arguments against arg spec '([^']+)'", out))
     assert included and {tuple(i.split(":", 1)) for i in included} <= validated, (included, validated)
+
+
+# --------------------------------------------------------------------------------------------
+# the READMEs: every entry point listed, only real variables named, the example plays parse
+# --------------------------------------------------------------------------------------------
+
+def readme(role: str) -> str:
+    path = REPO / f"roles/{role}/README.md"
+    assert path.exists(), f"roles/{role}/README.md is missing"
+    return path.read_text()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_readme_lists_every_entry_point(role: str) -> None:
+    text = readme(role)
+    missing = [e for e in spec(role) if f"`{e}`" not in text]
+    assert not missing, f"roles/{role}/README.md does not list the entry points {missing}"
+    assert "defaults/main.yml" in text and f"ansible-doc -t role -r roles {role}" in text
+
+
+def known_names() -> set[str]:
+    """Variables of every role (specs and defaults), the plain string defaults (group names) and
+    the roles' module names."""
+    names: set[str] = set()
+    for role in ROLES:
+        for ep in spec(role).values():
+            names |= set(ep.get("options", {}))
+        names |= set(defaults(role)) | {v for v in defaults(role).values() if isinstance(v, str)}
+    return names | {p.stem for p in REPO.glob("roles/*/library/*.py")}  # module names
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_readme_names_only_real_variables(role: str) -> None:
+    prefixes = "|".join(ROLES)
+    named = set(re.findall(rf"`((?:{prefixes})_[a-z0-9_]*[a-z0-9])`", readme(role)))
+    unknown = sorted(named - known_names())
+    assert not unknown, f"roles/{role}/README.md names variables no role declares: {unknown}"
+
+
+def test_readme_example_plays_parse(tmp_path: Path) -> None:
+    plays = []
+    for role in ROLES:
+        blocks = re.findall(r"## Example play.*?```yaml\n(.*?)```", readme(role), re.S)
+        assert blocks, f"roles/{role}/README.md has no example play"
+        for play in yaml.safe_load(blocks[0]):
+            if "ansible.builtin.import_playbook" in play:
+                play["ansible.builtin.import_playbook"] = str(REPO / play["ansible.builtin.import_playbook"])
+            plays.append(play)
+    (tmp_path / "examples.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    (tmp_path / "hosts.yml").write_text("all:\n  children: {kafka_controller: {}, kafka_broker: {}, zookeeper: {}, monitoring: {}}\n")
+    proc = run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(tmp_path / "hosts.yml"),
+                str(tmp_path / "examples.yml")], env=dict(env(), ANSIBLE_ROLES_PATH=str(REPO / "roles")))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
