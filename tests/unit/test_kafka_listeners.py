@@ -292,3 +292,65 @@ def test_limit_renders_what_a_full_run_renders(tmp_path):
     assert props["controller.quorum.voters"] == "101@192.0.2.101:9093,102@192.0.2.102:9093,9@192.0.2.9:9093"
     assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"
     assert full["ctl-a.invalid"]["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
+
+
+# ---- security keys (filter_plugins/kafka_security.py) ------------------------------------
+
+_SPATH = REPO / "roles/kafka/filter_plugins/kafka_security.py"
+_sspec = importlib.util.spec_from_file_location("kafka_security", _SPATH)
+ks = importlib.util.module_from_spec(_sspec)
+_sspec.loader.exec_module(ks)
+
+SETTINGS = {"mode": "kraft", "keystore": "/etc/kafka/tls/keystore.pem", "truststore": "/etc/kafka/tls/truststore.pem",
+            "credentials_file": "/etc/kafka/credentials.properties", "broker_user": "kafka-broker",
+            "admin_user": "admin", "super_users": ["User:ops"], "principal_mapping_rules": "RULE:x", "authorizer": True}
+
+
+def test_plaintext_adds_no_security_key():
+    assert ks.kafka_security_properties(PLAIN, COMBINED, dict(SETTINGS, authorizer=False)) == {}
+
+
+def test_secure_keys():
+    p = ks.kafka_security_properties(SECURE, COMBINED, SETTINGS)
+    assert p["ssl.keystore.type"] == p["ssl.truststore.type"] == "PEM"
+    assert p["ssl.endpoint.identification.algorithm"] == "https"
+    assert p["listener.name.controller.ssl.client.auth"] == "required"
+    assert p["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == ["SCRAM-SHA-512"]
+    assert p["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    # The brokers' password is read from the credentials file, never written here.
+    assert p["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] == \
+        "${file:/etc/kafka/credentials.properties:broker.jaas}"
+    assert p["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
+    assert p["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert p["allow.everyone.if.no.acl.found"] is False
+    assert p["super.users"] == "User:c1;User:c2;User:c3;User:kafka-broker;User:admin;User:ops"
+    zk = ks.kafka_security_properties(SECURE, COMBINED, dict(SETTINGS, mode="zookeeper"))
+    assert zk["authorizer.class.name"] == "kafka.security.authorizer.AclAuthorizer"
+
+
+def test_secure_multi_nic_logs_in_on_the_replication_listener():
+    model = kl.kafka_listener_model(MULTI_NIC, "secure", inter_broker_listener="REPLICATION")
+    p = ks.kafka_security_properties(model, COMBINED, SETTINGS)
+    assert "listener.name.replication.scram-sha-512.sasl.jaas.config" in p
+    assert p["listener.name.client.sasl.enabled.mechanisms"] == ["SCRAM-SHA-512"]
+
+
+def test_certificate_sans():
+    hosts = cluster(["h1"], ["h1"], {"h1": {"kafka_listener_address": "198.51.100.1",
+                                            "kafka_listener_addresses": {"REPLICATION": "kb01-repl.example"}}})
+    assert ks.kafka_tls_sans(hosts, "h1", ["DNS:lb.example"]) == [
+        "DNS:h1", "IP:198.51.100.1", "DNS:kb01-repl.example", "DNS:lb.example"]
+    assert ks.kafka_tls_sans(DEDICATED, "c3") == ["DNS:c3"]
+
+
+def test_client_properties():
+    assert ks.kafka_client_properties(PLAIN) == {"security.protocol": "PLAINTEXT"}
+    admin = ks.kafka_client_properties(SECURE, "", "admin", "pw", "/t.pem")
+    assert admin == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                     "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                                         'username="admin" password="pw";',
+                     "ssl.truststore.type": "PEM", "ssl.truststore.location": "/t.pem"}
+    ctl = ks.kafka_client_properties(SECURE, "CONTROLLER", truststore="/t.pem", keystore="/k.pem")
+    assert ctl["security.protocol"] == "SSL" and ctl["ssl.keystore.location"] == "/k.pem"
+    with pytest.raises(AnsibleFilterError, match="needs a SCRAM user and password"):
+        ks.kafka_client_properties(SECURE)

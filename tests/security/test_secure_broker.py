@@ -1,0 +1,228 @@
+"""The secure profile end to end on one real broker, through the kafka role's own tasks.
+
+ansible-playbook (connection local, every path under a temporary directory) runs the role's
+tls.yml, clients.yml and storage.yml and renders server.properties for one combined node with
+kafka_security_profile=secure; the test then starts Kafka with exactly that file and checks
+what a user would: the admin's client file works (topics and the controller listener), and an
+anonymous client, a wrong password and a user without ACLs are refused, each with the broker's
+error. It also checks file modes and that the `-v --diff` output holds no generated password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "pyclient"))
+from _broker import LOG4J2, _die_with_parent, free_port, kafka_home  # noqa: E402
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+INVENTORY = """
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: {python}
+  children:
+    kafka_controller: {{hosts: {{kk-sec-1: }}}}
+    kafka_broker: {{hosts: {{kk-sec-1: }}}}
+  hosts:
+    kk-sec-1:
+      kafka_node_id: 1
+      kafka_listener_address: 127.0.0.1
+      kafka_broker_port: {port}
+      kafka_controller_port: {cport}
+      kafka_security_profile: secure
+      kafka_user: {user}
+      kafka_group: {group}
+      kafka_install_root: {root}/opt
+      kafka_config_dir: {root}/etc
+      kafka_data_dirs: [{root}/data]
+      kafka_security_dir: {root}/controller
+      kafka_server_properties:
+        offsets.topic.replication.factor: 1
+        transaction.state.log.replication.factor: 1
+        transaction.state.log.min.isr: 1
+        default.replication.factor: 1
+        min.insync.replicas: 1
+"""
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: TLS material, credentials and client files (the role's tasks)
+      ansible.builtin.include_role:
+        name: kafka
+        tasks_from: "{{{{ item }}}}"
+        public: true
+      loop: [tls.yml, clients.yml]
+    - name: Render server.properties with the role's template
+      ansible.builtin.template:
+        src: {repo}/roles/kafka/templates/etc/kafka/server.properties.j2
+        dest: "{{{{ kafka_config_dir }}}}/server.properties"
+        mode: "0640"
+    - name: Format the storage (the role's task, with --add-scram)
+      ansible.builtin.include_role:
+        name: kafka
+        tasks_from: storage.yml
+"""
+
+
+def _java(home: Path, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["java", "-Xmx256m", "-cp", f"{home}/libs/*", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = kafka_home()
+    root = tmp_path_factory.mktemp("secure")
+    (root / "opt").mkdir()
+    (root / "opt" / "current").symlink_to(home)
+    (root / "etc").mkdir()
+    port, cport = free_port(), free_port()
+    import grp
+    import pwd
+    inventory = INVENTORY.format(python=sys.executable, port=port, cport=cport, root=root,
+                                 user=pwd.getpwuid(os.getuid()).pw_name, group=grp.getgrgid(os.getgid()).gr_name)
+    (root / "hosts.yml").write_text(inventory)
+    (root / "play.yml").write_text(PLAYBOOK.format(repo=REPO))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               ANSIBLE_NOCOLOR="1")
+    run = subprocess.run([str(ANSIBLE_PLAYBOOK), "-v", "--diff", "-i", str(root / "hosts.yml"),
+                          str(root / "play.yml")], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    log = open(root / "broker.log", "w")
+    (root / "log4j2.properties").write_text(LOG4J2.format(log=root / "server.log"))
+    proc = subprocess.Popen(["java", "-Xmx384m", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+                             "-cp", f"{home}/libs/*", "kafka.Kafka",
+                             str(root / "etc" / "server.properties")], stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (root / "broker.log").read_text()[-4000:]
+            time.sleep(1)
+    else:
+        pytest.fail("the secure broker did not listen: " + (root / "broker.log").read_text()[-4000:])
+    try:
+        yield {"root": root, "home": home, "port": port, "cport": cport, "play": run.stdout + run.stderr,
+               "bootstrap": f"127.0.0.1:{port}"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _topics(c: dict, config: Path, *args: str) -> subprocess.CompletedProcess:
+    return _java(c["home"], "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", c["bootstrap"],
+                 "--command-config", str(config), *args)
+
+
+def _client_file(c: dict, name: str, text: str) -> Path:
+    path = c["root"] / f"{name}.properties"
+    path.write_text(text)
+    return path
+
+
+def test_server_properties_secure_and_secret_free(cluster):
+    props = (cluster["root"] / "etc" / "server.properties").read_text()
+    assert "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL" in props
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in props
+    assert "allow.everyone.if.no.acl.found=false" in props
+    assert "super.users=User:kk-sec-1;User:kafka-broker;User:admin" in props
+    for secret in (cluster["root"] / "controller" / "credentials").iterdir():
+        assert secret.read_text().split()[0] not in props
+
+
+def test_no_generated_password_in_verbose_diff_output(cluster):
+    secrets = [p.read_text().split()[0] for p in (cluster["root"] / "controller" / "credentials").iterdir()]
+    assert len(secrets) == 2 and all(len(s) == 32 for s in secrets)
+    for secret in secrets:
+        assert secret not in cluster["play"]
+
+
+def test_key_and_credential_files_modes(cluster):
+    etc = cluster["root"] / "etc"
+    for path, mode in [(etc / "tls" / "keystore.pem", 0o600), (etc / "credentials.properties", 0o600),
+                       (etc / "client" / "admin.properties", 0o600), (etc / "client", 0o700),
+                       (etc / "tls" / "truststore.pem", 0o644),
+                       (cluster["root"] / "controller" / "ca" / "ca.key", 0o600)]:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    keystore = (etc / "tls" / "keystore.pem").read_text()
+    assert keystore.startswith("-----BEGIN PRIVATE KEY-----") and keystore.count("BEGIN CERTIFICATE") == 2
+
+
+def test_admin_client_file_works(cluster):
+    admin = cluster["root"] / "etc" / "client" / "admin.properties"
+    created = _topics(cluster, admin, "--create", "--topic", "secured", "--partitions", "1",
+                      "--replication-factor", "1")
+    assert created.returncode == 0, created.stdout + created.stderr
+    listed = _topics(cluster, admin, "--list")
+    assert "secured" in listed.stdout.split()
+
+
+def test_controller_listener_with_the_host_certificate(cluster):
+    out = _java(cluster["home"], "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-controller",
+                f"127.0.0.1:{cluster['cport']}", "--command-config",
+                str(cluster["root"] / "etc" / "client" / "controller.properties"), "describe", "--status")
+    assert out.returncode == 0 and "LeaderId:" in out.stdout, out.stdout + out.stderr
+
+
+def test_wrong_password_refused(cluster):
+    admin = (cluster["root"] / "etc" / "client" / "admin.properties").read_text()
+    wrong = _client_file(cluster, "wrong", admin.replace('password="', 'password="x'))
+    out = _topics(cluster, wrong, "--list")
+    assert out.returncode != 0
+    assert ("Authentication failed during authentication due to invalid credentials with SASL "
+            "mechanism SCRAM-SHA-512") in out.stdout + out.stderr
+
+
+def test_anonymous_client_refused(cluster):
+    truststore = cluster["root"] / "etc" / "tls" / "truststore.pem"
+    anon = _client_file(cluster, "anon", f"security.protocol=SSL\nssl.truststore.type=PEM\n"
+                                          f"ssl.truststore.location={truststore}\n"
+                                          "default.api.timeout.ms=8000\nrequest.timeout.ms=4000\n")
+    out = _topics(cluster, anon, "--list")
+    assert out.returncode != 0
+    assert "secured" not in out.stdout
+    log = (cluster["root"] / "server.log").read_text()
+    # The broker's own words for a client that skips SASL on the SASL_SSL listener.
+    assert "during SASL handshake" in log, log[-3000:]
+
+
+def test_user_without_acls_refused(cluster):
+    admin = cluster["root"] / "etc" / "client" / "admin.properties"
+    added = _java(cluster["home"], "org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", cluster["bootstrap"],
+                  "--command-config", str(admin), "--alter", "--entity-type", "users", "--entity-name", "nobody",
+                  "--add-config", "SCRAM-SHA-512=[password=nobody-secret-1]")
+    assert added.returncode == 0, added.stdout + added.stderr
+    text = admin.read_text()
+    login = re.sub(r'username="admin" password="[^"]*"', 'username="nobody" password="nobody-secret-1"', text)
+    assert login != text
+    user = _client_file(cluster, "nobody", login)
+    listed = _topics(cluster, user, "--list")
+    for _ in range(10):  # the new credential reaches the broker through the metadata log
+        if listed.returncode == 0:
+            break
+        time.sleep(1)
+        listed = _topics(cluster, user, "--list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "secured" not in listed.stdout.split()  # authenticated, but it sees no topic
+    created = _topics(cluster, user, "--create", "--topic", "not-mine", "--partitions", "1",
+                      "--replication-factor", "1")
+    assert created.returncode != 0
+    assert "Authorization failed" in created.stdout + created.stderr
