@@ -55,7 +55,7 @@ image:
 lab: deps lab-up lab-deploy smoke
 
 lab-up:
-	$(BIN)/ansible-playbook playbooks/lab_up.yml $(LAB_ARGS)
+	$(BIN)/ansible-playbook playbooks/lab_up.yml -e lab_monitoring=true $(LAB_ARGS)
 
 lab-deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/lab
