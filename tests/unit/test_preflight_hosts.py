@@ -100,6 +100,35 @@ def test_port_in_use_follows_listeners_property() -> None:
     one(c, "kb05: listeners (kafka_server_properties)=19092", "set listeners to a free port")
 
 
+def test_port_in_use_of_the_role_listeners() -> None:
+    """The role's computed listeners (kafka_listeners): an extra listener's port counts too."""
+    c = placed()
+    h = by_name(c, "kb05")
+    h["listeners"] = ["CLIENT://:9092", "REPLICATION://10.0.0.8:9094"]
+    h["listening_ports"] = [9094]
+    one(c, "kb05: kafka_listeners (REPLICATION)=9094", "another process")
+    h["listening_ports"] = [9092]
+    one(c, "kb05: kafka_broker_port=9092")
+    h["listening_ports"] = [9093]
+    assert errors(c) == []
+
+
+def test_per_listener_addresses_of_the_host() -> None:
+    """kafka_listener_addresses: a listener advertised or bound on an address the host lacks."""
+    c = placed()
+    h = by_name(c, "kb05")  # own: 192.0.2.15, 10.0.0.8
+    h["listeners"] = ["CLIENT://:9092", "REPLICATION://10.0.0.8:9094"]
+    h["advertised_listeners"] = "CLIENT://192.0.2.15:9092,REPLICATION://10.0.0.8:9094"
+    assert errors(c) == []
+    h["advertised_listeners"] = ["CLIENT://192.0.2.15:9092", "REPLICATION://10.1.0.99:9094"]
+    one(c, "kb05: listener REPLICATION would advertise 10.1.0.99",
+        "kafka_listener_addresses[REPLICATION]", "kafka_preflight_allow_foreign_listener_address")
+    h["allow_foreign_address"] = True
+    assert errors(c) == []
+    h["listeners"] = ["CLIENT://:9092", "REPLICATION://10.1.0.99:9094"]
+    one(c, "kb05: listener REPLICATION would bind 10.1.0.99", "bind_address in kafka_listeners")
+
+
 @pytest.mark.parametrize("line, port", [
     ("LISTEN 0 4096 0.0.0.0:22 0.0.0.0:*", 22), ("LISTEN 0 50 [::]:9092 [::]:*", 9092),
     ("LISTEN 0 50 *:9093 *:*", 9093), ("LISTEN 0 4096 127.0.0.53%lo:53 0.0.0.0:*", 53),

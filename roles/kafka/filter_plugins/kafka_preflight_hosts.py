@@ -122,6 +122,9 @@ def _needed_ports(h: Host) -> dict[int, str]:
         ports[_int(h.get("broker_port"))] = "kafka_broker_port"
     if "controller" in roles:
         ports[_int(h.get("controller_port"))] = "kafka_controller_port"
+    if h.get("listeners") is not None:  # the role's listeners (kafka_listeners, the profile's)
+        ports = {_int(p): ports.get(_int(p), f"kafka_listeners ({name})")
+                 for name, p in listener_ports(h["listeners"])}
     listeners = (h.get("properties") or {}).get("listeners")
     if listeners is not None:  # set by hand: these are the ports Kafka binds
         ports = {_int(p): "listeners (kafka_server_properties)" for _, p in listener_ports(listeners)}
@@ -167,6 +170,23 @@ def check_listener_address(cluster: Cluster) -> list[str]:
             errors.append(f"{h['name']}: kafka_listener_bind_address={h.get('bind_address')} is not "
                           "an address of this host; Kafka cannot bind it. Use one of "
                           f"{', '.join(sorted(map(str, own)))} or leave it empty (all interfaces).")
+        # Per-listener addresses (kafka_listener_addresses, bind_address: advertised): the
+        # role's listeners bind them and advertise them; the ones other than the above.
+        for key, var in (("listeners", "bind"), ("advertised_listeners", "advertise")):
+            if var == "advertise" and h.get("allow_foreign_address"):
+                continue
+            value = h.get(key) or []
+            for item in value if isinstance(value, list) else str(value).split(","):
+                m = _LISTENER.match(str(item))
+                a = _ip(m.group(2)) if m else None
+                if a is None or a.is_unspecified or mine(a) or a in (ip, bind):
+                    continue
+                errors.append(f"{h['name']}: listener {m.group(1)} would {var} {a}, which is not an "  # type: ignore[union-attr]
+                              f"address of this host (it has {', '.join(sorted(map(str, own)))}); "
+                              f"set kafka_listener_addresses[{m.group(1)}] (or the listener's "  # type: ignore[union-attr]
+                              "bind_address in kafka_listeners) to one of its addresses"
+                              + (", or kafka_preflight_allow_foreign_listener_address: true "
+                                 "behind NAT." if var == "advertise" else "."))
     return errors
 
 
