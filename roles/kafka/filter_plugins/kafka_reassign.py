@@ -168,6 +168,12 @@ def kafka_reassign_moves(plan: list[dict[str, Any]], assignment: list[dict[str, 
             f" -> {','.join(map(str, p['replicas']))}" for p in plan]
 
 
+def kafka_replicas_on(assignment: list[dict[str, Any]], brokers: list[int]) -> list[dict[str, Any]]:
+    """The partitions with a replica on one of ``brokers`` (what a drain must leave empty)."""
+    ids = {int(b) for b in brokers}
+    return [p for p in assignment if ids & {int(r) for r in p["replicas"]}]
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -178,4 +184,5 @@ class FilterModule:
             "kafka_reassign_plan": kafka_reassign_plan,
             "kafka_reassign_json": kafka_reassign_json,
             "kafka_reassign_moves": kafka_reassign_moves,
+            "kafka_replicas_on": kafka_replicas_on,
         }
