@@ -1,0 +1,154 @@
+"""Users and ACLs as code (roles/kafka_access, pyclient/access.py) on the real secure broker.
+
+The role runs through ansible-playbook (its real module) against the broker of _secure.py: check
+mode changes nothing, a run creates the users and ACLs and shows their names but no password in
+`-v --diff`, a rerun changes nothing, the ACLs do what they say (ingest writes, the reader
+reads but cannot write), undeclared ACLs are reported and removed only on request, and bad
+input fails naming the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
+                                   ResourcePatternType, ResourceType)
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+INGEST_PW = "ingest-" + uuid.uuid4().hex
+READER_PW = "reader-" + uuid.uuid4().hex
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: kafka_access
+      vars:
+        kafka_access_admin_config: {admin}
+        kafka_access_users:
+          - {{name: training-ingest, password: "{ingest}"}}
+          - {{name: training-reader, password: "{reader}"}}
+        kafka_access_acls: {acls}
+        kafka_access_remove_undeclared_acls: {remove}
+"""
+
+ACLS = [
+    {"principal": "User:training-ingest", "resource_type": "topic", "name": "corpus",
+     "operations": ["write", "describe"]},
+    {"principal": "User:training-reader", "resource_type": "topic", "name": "corpus",
+     "operations": ["read", "describe"]},
+    {"principal": "User:training-reader", "resource_type": "group", "name": "training-",
+     "pattern_type": "prefixed", "operations": ["read", "describe"]},
+]
+
+
+def _settings(c: dict, user: str, password: str) -> dict[str, str]:
+    return {"bootstrap.servers": c["bootstrap"], "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user, "sasl.password": password,
+            "ssl.ca.location": str(c["root"] / "etc" / "tls" / "truststore.pem")}
+
+
+def _admin_settings(c: dict) -> dict[str, str]:
+    return _settings(c, "admin", (c["root"] / "controller" / "credentials" / "admin").read_text().split()[0])
+
+
+def _play(c: dict, *args: str, acls=None, remove: bool = False) -> subprocess.CompletedProcess:
+    path = c["root"] / f"access-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(PLAYBOOK.format(admin=json.dumps(_admin_settings(c)), ingest=INGEST_PW, reader=READER_PW,
+                                    acls=json.dumps(ACLS if acls is None else acls), remove=str(remove).lower()))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", *args, str(path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def _recap_changed(out: str) -> int:
+    line = next(l for l in out.splitlines() if l.startswith("localhost") and "changed=" in l)
+    return int(line.split("changed=")[1].split()[0])
+
+
+@pytest.fixture(scope="module")
+def applied(secure_cluster: dict) -> dict:
+    c = secure_cluster
+    admin = AdminClient(_admin_settings(c))
+    for f in admin.create_topics([NewTopic("corpus", 1, 1)]).values():
+        f.result()
+    check = _play(c, "--check", "--diff")
+    assert check.returncode == 0, check.stdout[-4000:]
+    users_after_check = admin.describe_user_scram_credentials().result()
+    run = _play(c, "-v", "--diff")
+    assert run.returncode == 0, run.stdout[-4000:]
+    rerun = _play(c, "--diff")
+    return {"c": c, "admin": admin, "check": check, "users_after_check": users_after_check,
+            "run": run, "rerun": rerun}
+
+
+def test_check_mode_reports_and_changes_nothing(applied):
+    assert _recap_changed(applied["check"].stdout) == 1
+    assert "user training-ingest" in applied["check"].stdout
+    assert not {"training-ingest", "training-reader"} & set(applied["users_after_check"])
+
+
+def test_run_creates_and_shows_names_never_passwords(applied):
+    out = applied["run"].stdout + applied["run"].stderr
+    assert _recap_changed(applied["run"].stdout) == 1
+    assert "user training-reader" in out
+    assert "acl ALLOW User:training-reader READ GROUP:PREFIXED:training- from *" in out
+    for secret in (INGEST_PW, READER_PW, _admin_settings(applied["c"])["sasl.password"]):
+        assert secret not in out
+
+
+def test_rerun_changes_nothing(applied):
+    assert applied["rerun"].returncode == 0
+    assert _recap_changed(applied["rerun"].stdout) == 0
+
+
+def test_acls_do_what_they_say(applied):
+    c = applied["c"]
+    producer = Producer(_settings(c, "training-ingest", INGEST_PW))
+    producer.produce("corpus", b"doc-1")
+    assert producer.flush(30) == 0
+    consumer = Consumer({**_settings(c, "training-reader", READER_PW), "group.id": "training-run-1",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["corpus"])
+    got = None
+    for _ in range(30):
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            got = msg.value()
+            break
+    consumer.close()
+    assert got == b"doc-1"
+    errors: list[str] = []
+    reader = Producer({**_settings(c, "training-reader", READER_PW), "message.timeout.ms": 10000})
+    reader.produce("corpus", b"not allowed", on_delivery=lambda err, _m: errors.append(str(err)))
+    reader.flush(30)
+    assert errors and "TOPIC_AUTHORIZATION_FAILED" in errors[0], errors
+
+
+def test_undeclared_acls_reported_then_removed_on_request(applied):
+    c, admin = applied["c"], applied["admin"]
+    stray = AclBinding(ResourceType.TOPIC, "corpus", ResourcePatternType.LITERAL, "User:someone", "*",
+                       AclOperation.READ, AclPermissionType.ALLOW)
+    for f in admin.create_acls([stray]).values():
+        f.result()
+    reported = _play(c, "-v")
+    assert reported.returncode == 0 and _recap_changed(reported.stdout) == 0
+    assert "acl ALLOW User:someone READ TOPIC:LITERAL:corpus from *" in reported.stdout
+    removed = _play(c, "--diff", remove=True)
+    assert removed.returncode == 0 and _recap_changed(removed.stdout) == 1
+    assert "User:someone" not in _play(c, "-v").stdout
+
+
+def test_bad_acl_named(secure_cluster):
+    out = _play(secure_cluster, acls=[{"principal": "training-ingest", "name": "corpus", "operations": ["write"]}])
+    assert out.returncode != 0
+    assert "acls[0].principal='training-ingest': write it as User:<name>" in out.stdout
