@@ -27,9 +27,9 @@ from typing import Any, Literal
 from . import feed_state as fs
 from .backends import KafkaKitError, make_admin, make_consumer, resolve
 from .config import CONSUMER_DEFAULTS, merged
-from .consumer import CHUNK, MAX_BUFFERED, FeedConsumer, reader_index, split_partitions
+from .consumer import CHUNK, MAX_BUFFERED, reader_index, split_partitions
 from .feed_state import LayoutError, merge
-from .tokenize import ByteTokenizer, as_value_encoder, eos_of
+from .tokenize import ByteTokenizer, eos_of
 
 try:  # torch stays optional
     import torch
