@@ -246,9 +246,9 @@ class Packer:
         if self._docs or self._src:
             raise PackingError("load_state: this packer has documents already; use a new one")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
             raise PackingError(f"packing state: expected a dict with format {FORMAT!r}, got "
-                               f"{type(state).__name__}"
-                               f"{'' if not isinstance(state, dict) else ' ' + repr(state.get('format'))}")
+                               f"{got!r}")
         if state.get("version") != VERSION:
             raise PackingError(f"packing state field 'version': unsupported "
                                f"{state.get('version')!r} (this pyclient reads {VERSION})")

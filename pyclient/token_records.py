@@ -1,0 +1,159 @@
+"""Token-id records: a document tokenized once, stored as a compact array of token ids.
+
+Value: the ids as a fixed-width little-endian array, ``uint16`` when the vocabulary fits
+(``vocab_size <= 65536``), else ``uint32`` (2 or 4 bytes a token; no EOS, the packer adds
+it). Headers (Kafka record headers, ``list[(str, bytes)]``):
+
+- ``tok.name``: the tokenizer's name (``pyclient.ByteTokenizer``, a Hugging Face
+  ``name_or_path``, or the name given);
+- ``tok.hash``: SHA-256 (hex) of the tokenizer's full configuration: a Hugging Face
+  tokenizer's JSON (``Tokenizer.to_str()``: vocabulary, merges, normalizer, pre-tokenizer,
+  special tokens), the byte tokenizer's fixed description, or the hash given;
+- ``tok.dtype``: ``u16le`` or ``u32le``.
+
+A reader states the tokenizer it expects (:class:`TokenizerId`); :class:`RecordDecoder`
+refuses a record whose name or hash differ, naming both (ids of another vocabulary would
+train silently on garbage). Any other tokenizer needs an explicit
+``TokenizerId(name, hash, vocab_size)``: pyclient cannot fingerprint a plain function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+NAME, HASH, DTYPE = "tok.name", "tok.hash", "tok.dtype"
+#: dtype header -> array typecode; both are 2 and 4 bytes on every platform CPython runs on.
+_CODES = {"u16le": "H", "u32le": "I"}
+_BIG = sys.byteorder == "big"
+Headers = list[tuple[str, bytes]]
+
+
+class TokenRecordError(ValueError):
+    """A token-id record that cannot be written or read as asked."""
+
+
+class TokenizerMismatch(TokenRecordError):
+    """The record was written with another tokenizer than the reader's."""
+
+
+@dataclass(frozen=True)
+class TokenizerId:
+    """What a token-id record says about its tokenizer."""
+
+    name: str
+    hash: str
+    vocab_size: int
+
+    @property
+    def dtype(self) -> str:
+        return "u16le" if self.vocab_size <= 1 << 16 else "u32le"
+
+    def headers(self) -> Headers:
+        return [(NAME, self.name.encode()), (HASH, self.hash.encode()),
+                (DTYPE, self.dtype.encode())]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tokenizer_id(tokenizer: Any, name: str | None = None) -> TokenizerId:
+    """The :class:`TokenizerId` of a ByteTokenizer, a ``tokenizers.Tokenizer`` or a
+    ``transformers`` fast tokenizer (or a TokenizerId, returned as is)."""
+    from .tokenize import ByteTokenizer
+
+    if isinstance(tokenizer, TokenizerId):
+        return tokenizer
+    if isinstance(tokenizer, ByteTokenizer):
+        desc = json.dumps({"kind": "utf-8 bytes", "vocab_size": tokenizer.vocab_size,
+                           "eos_id": tokenizer.eos_id}, sort_keys=True)
+        return TokenizerId(name or "pyclient.ByteTokenizer", _sha(desc), tokenizer.vocab_size)
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # transformers fast tokenizer
+    if backend is not None and hasattr(backend, "to_str"):
+        return TokenizerId(name or str(getattr(tokenizer, "name_or_path", "") or
+                                       type(tokenizer).__name__),
+                           _sha(backend.to_str()), int(len(tokenizer)))
+    if hasattr(tokenizer, "to_str") and hasattr(tokenizer, "get_vocab_size"):
+        return TokenizerId(name or "tokenizers.Tokenizer", _sha(tokenizer.to_str()),
+                           int(tokenizer.get_vocab_size(with_added_tokens=True)))
+    raise TokenRecordError(f"cannot fingerprint tokenizer {type(tokenizer).__name__}: pass "
+                           "TokenizerId(name, hash, vocab_size) with a hash of its vocabulary "
+                           "and configuration")
+
+
+def encode(ids: Sequence[int], tid: TokenizerId) -> bytes:
+    """The record value for ``ids`` (token ids of one document, without EOS)."""
+    a = array(_CODES[tid.dtype])
+    try:
+        a.extend(ids)
+    except (OverflowError, TypeError):
+        a = array(_CODES[tid.dtype])  # find the offending id for the message
+    if len(a) != len(ids) or (len(a) and max(a) >= tid.vocab_size):
+        bad = next((i for i in ids if isinstance(i, bool) or not isinstance(i, int)
+                    or not 0 <= i < tid.vocab_size), None)
+        raise TokenRecordError(f"token id {bad!r} is outside the vocabulary of tokenizer "
+                               f"{tid.name} (size {tid.vocab_size}): not a token id of it")
+    if _BIG:  # pragma: no cover - little-endian hosts only in CI
+        a.byteswap()
+    return a.tobytes()
+
+
+def record_tokenizer(headers: Headers | None) -> tuple[str, str, str]:
+    """(name, hash, dtype) from a record's headers; TokenRecordError if it has none."""
+    h = {k: v for k, v in (headers or []) if k in (NAME, HASH, DTYPE)}
+    if len(h) != 3:
+        raise TokenRecordError(f"not a token-id record: headers {NAME}, {HASH}, {DTYPE} missing "
+                               f"(has {[k for k, _ in headers or []]}); read the topic as text or "
+                               "write it with `pyclient produce --tokenize`")
+    vals = {k: (v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v))
+            for k, v in h.items()}
+    return vals[NAME], vals[HASH], vals[DTYPE]
+
+
+class RecordDecoder:
+    """Decode token-id records written with ``expect``; refuses any other tokenizer."""
+
+    def __init__(self, expect: TokenizerId) -> None:
+        self.expect = expect
+        self._ok: set[tuple[str, str, str]] = set()
+
+    def check(self, headers: Headers | None, where: str = "") -> str:
+        """The record's dtype once its tokenizer is checked against ``expect``."""
+        key = record_tokenizer(headers)
+        if key in self._ok:
+            return key[2]
+        name, h, dtype = key
+        if h != self.expect.hash or name != self.expect.name:
+            raise TokenizerMismatch(
+                f"token-id record{' ' + where if where else ''} was written with tokenizer "
+                f"{name} (hash {h[:16]}), this reader expects {self.expect.name} (hash "
+                f"{self.expect.hash[:16]}): its ids mean other tokens. Use the tokenizer the "
+                "topic was written with, or write the topic again with this one")
+        if dtype not in _CODES or dtype != self.expect.dtype:
+            raise TokenRecordError(f"token-id record{' ' + where if where else ''}: dtype "
+                                   f"{dtype!r}, expected {self.expect.dtype!r} for vocabulary "
+                                   f"size {self.expect.vocab_size}")
+        self._ok.add(key)
+        return dtype
+
+    def decode(self, value: bytes | None, headers: Headers | None, where: str = "") -> list[int]:
+        dtype = self.check(headers, where)
+        a = array(_CODES[dtype])
+        data = value or b""
+        if len(data) % a.itemsize:
+            raise TokenRecordError(f"token-id record{' ' + where if where else ''}: "
+                                   f"{len(data)} bytes is not a whole number of {dtype} ids")
+        a.frombytes(data)
+        if _BIG:  # pragma: no cover
+            a.byteswap()
+        if len(a) and max(a) >= self.expect.vocab_size:
+            raise TokenRecordError(f"token-id record{' ' + where if where else ''}: id {max(a)} "
+                                   f"is outside the vocabulary (size {self.expect.vocab_size}) "
+                                   f"of tokenizer {self.expect.name}: the record is corrupt")
+        return a.tolist()

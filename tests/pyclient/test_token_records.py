@@ -1,0 +1,105 @@
+"""pyclient.token_records without a broker: exact little-endian bytes, the uint16/uint32
+boundary, random round trips, ids outside the vocabulary refused on both sides, a real
+trained Hugging Face BPE tokenizer fingerprinted stably, and a record written with another
+tokenizer refused with both names in the message; packing decoded records gives the same
+batches as packing the tokenizer's output."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pyclient.packing import Packer, pack_documents
+from pyclient.token_records import (RecordDecoder, TokenizerId, TokenizerMismatch,
+                                    TokenRecordError, encode, tokenizer_id)
+from pyclient.tokenize import ByteTokenizer
+
+tokenizers = pytest.importorskip("tokenizers")
+
+TEXT = ["the quick brown fox jumps over the lazy dog", "pack my box with five dozen jugs",
+        "kafka feeds the trainer", "ünïcödé text too"] * 20
+
+
+def bpe(vocab: int) -> object:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    t = Tokenizer(models.BPE(unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    t.train_from_iterator(TEXT, trainers.BpeTrainer(vocab_size=vocab, show_progress=False,
+                                                    special_tokens=["[UNK]", "[EOS]"]))
+    return t
+
+
+def test_little_endian_bytes_and_width_boundary() -> None:
+    small = TokenizerId("t", "h", 65536)
+    big = TokenizerId("t", "h", 65537)
+    assert small.dtype == "u16le" and big.dtype == "u32le"
+    assert encode([1, 258, 65535], small) == b"\x01\x00\x02\x01\xff\xff"
+    assert encode([1, 65536], big) == b"\x01\x00\x00\x00\x00\x00\x01\x00"
+    assert dict(small.headers())["tok.dtype"] == b"u16le"
+    for tid, bad in ((small, 65536), (big, 65537), (small, -1), (big, -1)):
+        with pytest.raises(TokenRecordError, match=f"token id {bad} is outside the vocabulary "
+                                                   f"of tokenizer t"):
+            encode([3, bad], tid)
+
+
+@pytest.mark.parametrize("vocab", [257, 65536, 65537, 200_000])
+def test_random_round_trip(vocab: int) -> None:
+    rng = random.Random(vocab)
+    tid = TokenizerId("x", "abc", vocab)
+    dec = RecordDecoder(tid)
+    for _ in range(50):
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(0, 300))]
+        v = encode(ids, tid)
+        assert len(v) == len(ids) * (2 if vocab <= 65536 else 4)
+        assert dec.decode(v, tid.headers()) == ids
+
+
+def test_byte_tokenizer_id_and_corrupt_records() -> None:
+    tid = tokenizer_id(ByteTokenizer())
+    assert tid.name == "pyclient.ByteTokenizer" and tid.vocab_size == 257
+    assert tid == tokenizer_id(ByteTokenizer())
+    dec = RecordDecoder(tid)
+    with pytest.raises(TokenRecordError, match="3 bytes is not a whole number of u16le ids"):
+        dec.decode(b"\x01\x00\x02", tid.headers())
+    with pytest.raises(TokenRecordError, match=r"id 300 is outside the vocabulary \(size 257\)"):
+        dec.decode(b"\x2c\x01", tid.headers())
+    with pytest.raises(TokenRecordError, match="not a token-id record.*pyclient produce "
+                                               "--tokenize"):
+        dec.decode(b"hello", [("src", b"a.txt")])
+    with pytest.raises(TokenRecordError, match="dtype 'u32le', expected 'u16le'"):
+        dec.decode(b"", [(k, b"u32le" if k == "tok.dtype" else v) for k, v in tid.headers()])
+    with pytest.raises(TokenRecordError, match="cannot fingerprint tokenizer function"):
+        tokenizer_id(lambda texts: [[1] for _ in texts])
+
+
+def test_hf_tokenizer_hash_is_stable_and_a_mismatch_names_both() -> None:
+    from tokenizers import Tokenizer
+    a, b = bpe(60), bpe(80)
+    ta, tb = tokenizer_id(a, name="bpe-60"), tokenizer_id(b, name="bpe-80")
+    assert ta.vocab_size == a.get_vocab_size(with_added_tokens=True)
+    assert tokenizer_id(Tokenizer.from_str(a.to_str()), name="bpe-60") == ta  # reloaded
+    assert ta.hash != tb.hash
+    ids = [e.ids for e in a.encode_batch(TEXT[:4])]
+    recs = [(encode(x, ta), ta.headers()) for x in ids]
+    assert [RecordDecoder(ta).decode(v, h) for v, h in recs] == ids
+    with pytest.raises(TokenizerMismatch, match=r"written with tokenizer bpe-60 \(hash "
+                                                f"{ta.hash[:16]}\\), this reader expects "
+                                                f"bpe-80 \\(hash {tb.hash[:16]}\\)"):
+        RecordDecoder(tb).decode(*recs[0], where="at partition 0 offset 7")
+    same_vocab_other_name = TokenizerId("other", ta.hash, ta.vocab_size)
+    with pytest.raises(TokenizerMismatch, match="other"):
+        RecordDecoder(same_vocab_other_name).decode(*recs[0])
+
+
+def test_packing_records_equals_packing_the_tokenizer_output() -> None:
+    t = bpe(120)
+    tid = tokenizer_id(t, name="bpe")
+    eos = t.token_to_id("[EOS]")
+    direct = [e.ids for e in t.encode_batch(TEXT)]
+    dec = RecordDecoder(tid)
+    stored = [dec.decode(encode(x, tid), tid.headers()) for x in direct]
+    kw = {"seq_len": 16, "batch_size": 2, "eos_id": eos, "last_batch": "pad",
+          "labels": "mask_boundaries"}
+    assert list(pack_documents(Packer(**kw), stored)) == list(pack_documents(Packer(**kw),
+                                                                             direct))
