@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-down test test-unit test-molecule test-migration test-migration-rollback lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-down test test-unit test-molecule test-migration test-migration-rollback test-day2 lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -98,6 +98,11 @@ test-migration: deps
 # The same scenario, rolled back after phase 3 (brokers on KRaft) to ZooKeeper mode.
 test-migration-rollback: deps
 	MIGRATION_PATH=rollback tools/peak-mem $(BIN)/molecule test -s migration
+
+# Day-2 operations with traffic running (docs/day2.md): the full sequence of the day2 scenario
+# (upgrade with a rollback, scale-out, rebalance, faults, drain).
+test-day2: deps
+	DAY2_SEQUENCE=full tools/peak-mem $(BIN)/molecule test -s day2
 
 clean: lab-down
 	-podman image rm localhost/kafka-kit-base:bookworm

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The day-2 sequence of the day2 scenario, run by side_effect.yml with traffic running.
+# Every step is what a user runs: an ansible-playbook command or a fault on a lab host.
+# Environment: INV (Molecule's inventory), WORK (ephemeral dir), REPO, BIN (venv bin),
+# SEQUENCE (reduced | full), BOOTSTRAP (brokers 1-3).
+# Writes $WORK/steps.log (one line per step: name, seconds, result) and each run's log.
+set -euo pipefail
+cd "$REPO"
+SCALE="$REPO/molecule/day2/scaleout.ini"
+NEW=(-e kafka_version=4.4.0 -e "kafka_archive_local_path=$REPO/.cache/dist/kafka_2.13-4.4.0.tgz")
+OLD=(-e kafka_version=4.3.1 -e "kafka_archive_local_path=$REPO/.cache/dist/kafka_2.13-4.3.1.tgz")
+LOADGEN=("$BIN/python" "$REPO/molecule/day2/loadgen.py")
+BROKERS=(kk-day2-b1 kk-day2-b2 kk-day2-b3)
+CONTROLLERS=(kk-day2-c1 kk-day2-c2 kk-day2-c3)
+: > "$WORK/steps.log"
+
+step() {  # step NAME EXPECT(ok|fail) CMD...: run, time, log; stop the sequence when not as expected
+  local name=$1 expect=$2; shift 2
+  local t0=$SECONDS rc=0
+  echo "$(date +%T) $name"
+  "$@" > "$WORK/$name.log" 2>&1 || rc=$?
+  local took=$((SECONDS - t0))
+  echo "$name ${took}s rc=$rc" >> "$WORK/steps.log"
+  if [[ $expect == ok && $rc -ne 0 ]] || [[ $expect == fail && $rc -eq 0 ]]; then
+    echo "step $name: rc=$rc, expected $expect"; tail -n 60 "$WORK/$name.log"; exit 1
+  fi
+}
+play() { "$BIN/ansible-playbook" -i "$INV" "$@"; }
+play4() { "$BIN/ansible-playbook" -i "$INV" -i "$SCALE" "$@"; }
+pids() { for h in "${CONTROLLERS[@]}" "${BROKERS[@]}"; do echo "$h $(podman exec "$h" systemctl show -p MainPID --value kafka)"; done; }
+isr() { "${LOADGEN[@]}" wait-isr --bootstrap "$BOOTSTRAP" --timeout "${1:-300}"; }
+throttles() {  # broker-level throttles set on any broker (dynamic configs)
+  podman exec kk-day2-b1 java -cp '/opt/kafka/current/libs/*' org.apache.kafka.tools.ConfigCommand \
+    --bootstrap-server 10.89.64.21:9092 --describe --entity-type brokers | grep -c 'replication.throttled.rate=' || true
+}
+host_of() {  # node id -> container
+  case $1 in 101) echo kk-day2-c1;; 102) echo kk-day2-c2;; 103) echo kk-day2-c3;; *) echo "kk-day2-b$1";; esac
+}
+kill9() {  # kill -9 the service's main process, then wait until systemd (Restart=on-failure,
+  # RestartSec=10) has started a new one and the ISR had time to notice (replica.lag.time.max.ms 30 s)
+  local before; before=$(podman exec "$1" systemctl show -p MainPID --value kafka)
+  podman exec "$1" kill -9 "$before"
+  for _ in $(seq 60); do
+    sleep 2
+    local now; now=$(podman exec "$1" systemctl show -p MainPID --value kafka)
+    [[ $now != "$before" && $now != 0 ]] && break
+  done
+  echo "  $1: main PID $before killed, now $(podman exec "$1" systemctl show -p MainPID --value kafka)" >> "$WORK/steps.log"
+  sleep 20
+}
+quorum_leader() {
+  podman exec kk-day2-c1 java -cp '/opt/kafka/current/libs/*' org.apache.kafka.tools.MetadataQuorumCommand \
+    --bootstrap-controller 10.89.64.11:9093 describe --status | sed -n 's/^LeaderId:[[:space:]]*//p'
+}
+
+# --- upgrade 4.3.1 -> 4.4.0 ---------------------------------------------------------------
+step upgrade-check ok play playbooks/upgrade.yml "${NEW[@]}" --check
+step upgrade ok play playbooks/upgrade.yml "${NEW[@]}"
+if [[ $SEQUENCE == full ]]; then
+  # before the finalize the way back is the same playbook with the old version, then forward again
+  step rollback ok play playbooks/upgrade.yml "${OLD[@]}"
+  step upgrade-again ok play playbooks/upgrade.yml "${NEW[@]}"
+fi
+step finalize ok play playbooks/upgrade.yml "${NEW[@]}" -e kafka_upgrade_finalize=true
+step rollback-after-finalize fail play playbooks/upgrade.yml "${OLD[@]}"
+grep -q "metadata.version 4.4-IV.* is finalized" "$WORK/rollback-after-finalize.log"
+
+# --- scale-out: broker 4 joins, nobody else restarts, replicas move onto it -----------------
+pids > "$WORK/pids.before"
+step scale-out ok play4 playbooks/kafka.yml "${NEW[@]}"
+pids > "$WORK/pids.after"
+diff "$WORK/pids.before" "$WORK/pids.after"
+podman exec kk-day2-b4 systemctl is-active kafka
+step rebalance-plan ok play4 playbooks/rebalance.yml "${NEW[@]}" --check
+grep -q "Plan: [1-9][0-9]* of" "$WORK/rebalance-plan.log"
+# interrupted: a throttle slow enough for the move to outlast a 1 s wait
+step rebalance-interrupted fail play4 playbooks/rebalance.yml "${NEW[@]}" -e kafka_reassign_throttle=200000 -e kafka_reassign_timeout=1
+echo "throttles after the interrupted run: $(throttles)" >> "$WORK/steps.log"
+[[ $(throttles) -gt 0 ]]
+step rebalance-resumed ok play4 playbooks/rebalance.yml "${NEW[@]}"
+echo "throttles after the resumed run: $(throttles)" >> "$WORK/steps.log"
+[[ $(throttles) -eq 0 ]]
+step rebalance-again ok play4 playbooks/rebalance.yml "${NEW[@]}"
+grep -q "Plan: 0 of" "$WORK/rebalance-again.log"
+
+# --- faults ---------------------------------------------------------------------------------
+leader=$("${LOADGEN[@]}" leader --bootstrap "$BOOTSTRAP")
+echo "fault: kill -9 of partition 0's leader, node $leader" >> "$WORK/steps.log"
+kill9 "$(host_of "$leader")"
+step isr-after-leader-kill ok isr 300
+
+if [[ $SEQUENCE == full ]]; then
+  active=$(quorum_leader)
+  echo "fault: kill -9 of the active controller, node $active" >> "$WORK/steps.log"
+  kill9 "$(host_of "$active")"
+  step isr-after-controller-kill ok isr 300
+
+  echo "fault: kk-day2-b2 off the network for 60 s" >> "$WORK/steps.log"
+  podman network disconnect kk-day2 kk-day2-b2
+  sleep 60
+  podman network connect --ip 10.89.64.22 kk-day2 kk-day2-b2
+  sleep 10
+  step isr-after-partition ok isr 300
+
+  echo "fault: full-cluster restart (every host at once)" >> "$WORK/steps.log"
+  for h in "${CONTROLLERS[@]}" "${BROKERS[@]}" kk-day2-b4; do podman exec "$h" systemctl restart kafka & done
+  wait
+  step isr-after-full-restart ok isr 300
+
+  # --- drain broker 4 and take it out ------------------------------------------------------
+  step drain-refused fail play4 playbooks/drain.yml "${NEW[@]}" -e '{"kafka_reassign_drain": [2]}'
+  grep -q "would span 2 racks instead of 3" "$WORK/drain-refused.log"
+  step drain ok play4 playbooks/drain.yml "${NEW[@]}" -e '{"kafka_reassign_drain": [4]}'
+  step drain-again ok play4 playbooks/drain.yml "${NEW[@]}" -e '{"kafka_reassign_drain": [4]}'
+  ! podman exec kk-day2-b4 systemctl is-active kafka
+  # the inventory without broker 4: a converge changes nothing on the others
+  step converge-after-drain ok play playbooks/kafka.yml "${NEW[@]}"
+fi
+echo "$(date +%T) done"
