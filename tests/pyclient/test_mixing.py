@@ -144,6 +144,7 @@ def test_mix_then_pack_resumes_to_identical_batches(seed: int) -> None:
     rng = random.Random(seed)
     weights, data, kw = rand_mix(rng)
     kw["on_exhausted"] = "repeat"
+    data = {n: v[:rng.randrange(1, 6)] for n, v in data.items()}  # small: they wrap
     pk = {"seq_len": rng.choice([3, 8, 17]), "batch_size": rng.choice([1, 2]), "eos_id": 1,
           "max_doc_len": rng.choice([None, 4]), "labels": "mask_boundaries"}
 
@@ -163,6 +164,8 @@ def test_mix_then_pack_resumes_to_identical_batches(seed: int) -> None:
                     return out
         return out
     full = batches(None, 40)
+    wraps = sum(s["epochs"] for s in full[-1][1]["cursor"][0]["pos"]["sources"].values())
+    assert wraps > 0  # a source passed its end: the resumes below cross epoch wraps
     for k in (1, rng.randrange(1, 40), 39):
         assert [b for b, _ in batches(full[k - 1][1], 40 - k)] == [b for b, _ in full[k:]]
     assert len(json.dumps(full[-1][1])) < 2000  # positions and counters, no tokens
