@@ -102,6 +102,7 @@ class Packer:
         self.max_doc_len, self.long_docs = max_doc_len, long_docs
         self.labels, self.last_batch = labels, last_batch
         self._docs: deque[_Doc] = deque()
+        self._ar = list(range(seq_len))      # position ids, sliced (no int objects per row)
         self._avail = 0                      # tokens pushed and not yet in a batch
         self._next: dict[Any, Any] = {}      # source -> next_pos of its last pushed document
         self._resume: dict[Any, list[Any]] = {}  # source -> [pos, skip] awaiting its first push
@@ -176,12 +177,12 @@ class Packer:
         return out
 
     def _row(self) -> dict[str, list[int]]:
-        S, mask = self.seq_len, self.labels == "mask_boundaries"
+        S = self.seq_len
         ids: list[int] = []
         doc: list[int] = []
         pos: list[int] = []
         cu = [0]
-        lab: list[int] = []
+        ar = self._ar
         seg = 0
         piece = self.max_doc_len if self.long_docs == "split" else None
         while len(ids) < S and self._docs:
@@ -190,15 +191,10 @@ class Packer:
             if piece is not None:
                 end = min(end, (d.at // piece + 1) * piece)
             n = min(S - len(ids), end - d.at)
-            part = d.toks[d.at:d.at + n]
-            ids += part
+            ids += d.toks[d.at:d.at + n]
             doc += [seg] * n
-            pos += range(n)
+            pos += ar[:n]
             cu.append(cu[-1] + n)
-            if self.labels:
-                lab += part
-                if mask:
-                    lab[-n] = IGNORE
             d.at += n
             seg += 1
             self._avail -= n
@@ -214,11 +210,18 @@ class Packer:
         self.counts["tokens"] += valid
         self.counts["pad_tokens"] += pad
         self.counts["rows"] += 1
-        row = {"input_ids": ids + [self.pad_id] * pad, "doc_ids": doc + [-1] * pad,
-               "position_ids": pos + [0] * pad, "cu_seqlens": cu,
+        if pad:
+            ids += [self.pad_id] * pad
+            doc += [-1] * pad
+            pos += [0] * pad
+        row = {"input_ids": ids, "doc_ids": doc, "position_ids": pos, "cu_seqlens": cu,
                "attention_mask": [1] * valid + [0] * pad}
         if self.labels:
-            row["labels"] = lab + [IGNORE] * pad
+            lab = ids[:valid] + [IGNORE] * pad
+            if self.labels == "mask_boundaries":
+                for i in cu[:-1]:
+                    lab[i] = IGNORE
+            row["labels"] = lab
         return row
 
     # -- state -------------------------------------------------------------------------
