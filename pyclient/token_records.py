@@ -157,3 +157,14 @@ class RecordDecoder:
                                    f"is outside the vocabulary (size {self.expect.vocab_size}) "
                                    f"of tokenizer {self.expect.name}: the record is corrupt")
         return a.tolist()
+
+
+def records_decoder(expect: TokenizerId) -> Any:
+    """A function ``records -> token id lists`` for consumed records (with headers) of a
+    pre-tokenized topic: the training feed's replacement for tokenizing the values."""
+    dec = RecordDecoder(expect)
+
+    def decode_records(recs: Sequence[Any]) -> list[list[int]]:
+        return [dec.decode(r.value, r.headers, f"at partition {r.partition} offset {r.offset}")
+                for r in recs]
+    return decode_records

@@ -144,3 +144,17 @@ def test_records_round_trip_through_the_broker(bootstrap: str, backend: str) -> 
         assert decs[tid.name].decode(r.value, r.headers, f"at offset {r.offset}") == x
     with pytest.raises(TokenizerMismatch, match="at offset 1 was written with tokenizer bpe-big"):
         decs["bpe-small"].decode(got[1].value, got[1].headers, "at offset 1")
+
+
+def test_records_decoder_names_the_record() -> None:
+    from pyclient.backends import Record
+    from pyclient.token_records import records_decoder
+
+    t = TokenizerId("a", "h" * 64, 300)
+    other = TokenizerId("b", "z" * 64, 300)
+    f = records_decoder(t)
+    assert f([Record("x", 0, 5, None, encode([1, 2, 299], t), t.headers()),
+              Record("x", 1, 6, None, None, t.headers())]) == [[1, 2, 299], []]
+    with pytest.raises(TokenizerMismatch, match="at partition 2 offset 9 was written with "
+                                                "tokenizer b"):
+        f([Record("x", 2, 9, None, b"", other.headers())])
