@@ -19,6 +19,7 @@ import pytest
 from helpers import corpus, docs_of, flat, ids, make_topic
 from pyclient import dataset as ds_mod
 from pyclient.admin import Admin
+from pyclient.backends import KafkaKitError
 from pyclient.dataset import KafkaTokenDataset, LayoutError, merge_state_dicts
 from pyclient.producer import Ingestor
 
@@ -286,11 +287,17 @@ def test_recreated_topic_is_refused(bootstrap: str, topic_name: str, tmp_path: P
             assert time.monotonic() < deadline
             time.sleep(0.5)
     # The same records again: the saved offsets are all valid, only the id tells.
-    while not Ingestor(bootstrap, topic_name).run([str(f)]).ok:  # leaders still moving in
-        assert time.monotonic() < deadline
+    while True:  # the new topic's leaders and metadata may still be moving in
+        try:
+            if Ingestor(bootstrap, topic_name).run([str(f)]).ok:
+                fresh = feed(bootstrap, topic_name)
+                break
+        except KafkaKitError as e:
+            assert time.monotonic() < deadline, e
         time.sleep(0.5)
+    assert fresh.state_dict()["topic_id"] != state["topic_id"]
     with pytest.raises(LayoutError, match="field 'topic_id'.*created again"):
-        feed(bootstrap, topic_name).load_state_dict(state)
+        fresh.load_state_dict(state)
 
 
 @pytest.mark.parametrize("edit,field", [
