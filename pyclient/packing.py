@@ -39,7 +39,7 @@ batch plus the documents pushed before the next ``pop``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 FORMAT = "pyclient.packing"
@@ -282,6 +282,26 @@ class Packer:
             self._src[c["source"]] = [c["docs"], c["tokens"]]
         self.counts = {k: int(v) for k, v in counts.items()}
 
+    def resume_at(self, source: Any, pos: Any, skip: int) -> None:
+        """Expect ``source``'s next document at ``pos`` and drop its first ``skip`` tokens: a
+        cursor the caller keeps itself (the training feed's per-partition ``[offset, skip]``)."""
+        if any(d.source == source for d in self._docs):
+            raise PackingError(f"resume_at: source {source!r} has documents in the packer already")
+        self._resume[source] = [pos, skip]
+        self._next[source] = pos
+
+    def pending(self) -> dict[Any, list[Any]]:
+        """Per source with a document not fully returned: ``[pos, skip]`` of its first one."""
+        out: dict[Any, list[Any]] = {}
+        for d in self._docs:
+            if d.source not in out:
+                out[d.source] = [d.pos, d.at]
+        return out
+
+    def next_source(self) -> Any:
+        """The source of the first document not fully returned (None when there is none)."""
+        return self._docs[0].source if self._docs else None
+
     def source_counts(self) -> dict[Any, dict[str, int]]:
         """Per source: documents finished and tokens returned in batches since the run
         began (carried through ``load_state``)."""
@@ -300,6 +320,38 @@ def pack_documents(packer: Packer, docs: Iterable[Sequence[int]], source: Any = 
             yield b, packer.state()
     if (b := packer.finish()) is not None:
         yield b, packer.state()
+
+
+def pack_feed(packer: Packer, cons: Any, decode: Callable[[list[Any]], list[list[int]]],
+              partitions: list[int], want: int = 64,
+              ) -> Iterator[tuple[Batch | None, dict[int, list[int]], Any]]:
+    """Pack the records of a :class:`pyclient.consumer.FeedConsumer` (``stop_at_end``,
+    started at every partition's cursor; ``decode(records)`` gives their token ids). Yields
+    ``(batch, cursors, next partition)`` after every batch -- cursors per partition
+    ``[offset, skip]`` as in :mod:`pyclient.feed_state` -- and ``(None, cursors, None)`` at
+    the end. Resume: a consumer started at the cursors' offsets with ``next_partition``, a
+    new packer with ``resume_at(p, offset, skip)`` for every ``skip > 0``."""
+    def cursors() -> dict[int, list[int]]:
+        pend = packer.pending()
+        return {p: list(pend[p]) if p in pend else [cons.positions[p], 0] for p in partitions}
+
+    while True:
+        b = packer.pop()
+        if b is not None:
+            nxt = packer.next_source()
+            yield b, cursors(), cons.next_partition if nxt is None else nxt
+            continue
+        recs = cons.consume(want, timeout=1.0)
+        if not recs:
+            if not cons.at_end():
+                continue
+            b = packer.finish()
+            if b is not None:
+                yield b, cursors(), None
+            yield None, cursors(), None
+            return
+        for r, ids in zip(recs, decode(recs)):
+            packer.push(ids, source=r.partition, pos=r.offset)
 
 
 def varlen(batch: Batch) -> tuple[list[int], int]:
