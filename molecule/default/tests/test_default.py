@@ -13,7 +13,7 @@ import testinfra.utils.ansible_runner
 # The podman backend (podman exec) instead of one Ansible run per command: same checks, a
 # fraction of the time. CONTAINERS_CONF comes from the environment (make test-molecule).
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-HOSTS = RUNNER.get_hosts("all")
+HOSTS = RUNNER.get_hosts("kafka_broker")  # every Kafka host (all combined); not the monitoring host
 testinfra_hosts = [f"podman://{name}" for name in HOSTS]
 NODE_IDS = {"kk-molecule-1": 1, "kk-molecule-2": 2, "kk-molecule-3": 3}
 CLASSPATH = "/opt/kafka/current/libs/*"
