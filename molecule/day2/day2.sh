@@ -6,6 +6,8 @@
 # Writes $WORK/steps.log (one line per step: name, seconds, result) and each run's log.
 set -euo pipefail
 cd "$REPO"
+# one line per result: the greps below look for refusal messages
+export ANSIBLE_CALLBACK_RESULT_FORMAT=json
 SCALE="$REPO/molecule/day2/scaleout.ini"
 NEW=(-e kafka_version=4.4.0 -e "kafka_archive_local_path=$REPO/.cache/dist/kafka_2.13-4.4.0.tgz")
 OLD=(-e kafka_version=4.3.1 -e "kafka_archive_local_path=$REPO/.cache/dist/kafka_2.13-4.3.1.tgz")
