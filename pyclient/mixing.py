@@ -35,6 +35,8 @@ from typing import Any, Literal
 FORMAT = "pyclient.mix"
 VERSION = 1
 Source = Callable[[Any], Iterator[tuple[Any, Any]]]
+#: (source name, document, mixer state before it, mixer state after it)
+Step = tuple[str, Any, dict[str, Any], dict[str, Any]]
 
 
 class MixError(ValueError):
@@ -51,6 +53,60 @@ def sequence_source(docs: Sequence[Any]) -> Source:
     def open_at(pos: Any) -> Iterator[tuple[Any, Any]]:
         for i in range(pos or 0, len(docs)):
             yield i + 1, docs[i]
+    return open_at
+
+
+def topic_source(bootstrap_servers: str | None, topic: str,
+                 decode: Callable[[list[Any]], list[Any]], *, backend: str | None = None,
+                 settings: Mapping[str, Any] | None = None, chunk: int = 64) -> Source:
+    """A source over a whole Kafka topic, read with :class:`pyclient.consumer.FeedConsumer`
+    (its chunked round-robin over the partitions). A pass reads from each partition's log
+    start to its end offset, both recorded when the pass opens; a position is
+    ``{"offset": {p: next offset}, "end": {p: end}, "next": partition}``, JSON-able, so a
+    restored position continues the same pass with the same records in the same order.
+    ``decode(records)`` turns consumed records into documents (token ids). Records are taken
+    one at a time (exact positions; not measured for speed)."""
+    from .backends import make_consumer
+    from .config import CONSUMER_DEFAULTS, merged
+    from .consumer import FeedConsumer
+
+    def cfg() -> dict[str, Any]:
+        c = merged(CONSUMER_DEFAULTS, backend, bootstrap_servers, dict(settings or {}))
+        c["group.id"] = f"pyclient-mix-{topic}"  # assign only: never joined nor committed
+        return c
+
+    def open_at(pos: Any) -> Iterator[tuple[Any, Any]]:
+        if pos is None:
+            c = make_consumer(cfg(), backend)
+            try:
+                marks = {p: c.watermarks(topic, p) for p in c.partitions_for(topic)}
+            finally:
+                c.close()
+            pos = {"offset": {str(p): lo for p, (lo, _) in marks.items()},
+                   "end": {str(p): hi for p, (_, hi) in marks.items()}, "next": None}
+        offs = {int(p): int(o) for p, o in pos["offset"].items()}
+        end = {int(p): int(o) for p, o in pos["end"].items()}
+        todo = [p for p in sorted(end) if offs[p] < end[p]]
+        if not todo:
+            return
+        cons = FeedConsumer(bootstrap_servers, topic, settings=cfg(), backend=backend,
+                            partitions=todo, start={p: offs[p] for p in todo},
+                            end={p: end[p] for p in todo}, stop_at_end=True, chunk=chunk)
+        try:
+            cons.next_partition = pos["next"]
+            while True:
+                recs = cons.consume(1, timeout=1.0)
+                if not recs:
+                    if cons.at_end():
+                        return
+                    continue
+                doc = decode(recs)[0]
+                offs.update(cons.positions)
+                yield ({"offset": {str(p): o for p, o in offs.items()},
+                        "end": {str(p): o for p, o in end.items()},
+                        "next": cons.next_partition}, doc)
+        finally:
+            cons.close()
     return open_at
 
 
@@ -174,8 +230,7 @@ class Mixer:
 
 
 def mix(sources: Mapping[str, Source], mixer: Mixer,
-        size: Callable[[Any], int] = len) -> Iterator[tuple[str, Any, dict[str, Any],
-                                                            dict[str, Any]]]:
+        size: Callable[[Any], int] = len) -> Iterator[Step]:
     """Yield ``(source, document, state before, state after)`` in the mixer's order until
     a source runs out under ``on_exhausted="stop"`` (forever under ``"repeat"``).
     ``size(document)`` counts its tokens (``len`` by default)."""
@@ -184,6 +239,17 @@ def mix(sources: Mapping[str, Source], mixer: Mixer,
     if mixer.stopped_by is not None:
         return
     open_it: dict[str, Iterator[tuple[Any, Any]]] = {}
+    try:
+        yield from _mix(sources, mixer, size, open_it)
+    finally:  # close the sources' readers (Kafka consumers) with the mix
+        for it in open_it.values():
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
+def _mix(sources: Mapping[str, Source], mixer: Mixer, size: Callable[[Any], int],
+         open_it: dict[str, Iterator[tuple[Any, Any]]]) -> Iterator[Step]:
     while True:
         before = mixer.state()
         name = mixer.pick()
