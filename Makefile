@@ -85,11 +85,14 @@ lint:
 # Scenarios: default (3 combined KRaft hosts + rolling-change tests), os_tuning, cluster
 # (10 brokers + 3 dedicated controllers over SSH), zookeeper (Kafka 3.9 + ZooKeeper ensemble).
 # The ZooKeeper -> KRaft migration scenario (about 20 minutes) runs with `make test-migration`.
+# A scenario that runs past MOLECULE_TIMEOUT seconds fails (timeout exits 124) instead of
+# running into CI's limit; the next scenario's first step is its own destroy.
 MOLECULE_SCENARIOS ?= default os_tuning cluster zookeeper
+MOLECULE_TIMEOUT   ?= 1800
 test-molecule:
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; \
-	  tools/peak-mem $(BIN)/molecule test -s $$s || exit 1; \
+	  tools/peak-mem timeout $(MOLECULE_TIMEOUT) $(BIN)/molecule test -s $$s || exit 1; \
 	done
 
 test-migration: deps
