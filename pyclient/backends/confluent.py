@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -15,6 +17,20 @@ from .base import (BrokerInfo, ClusterInfo, ErrorCallback, Headers, KafkaKitErro
                    TopicPartition)
 
 T = TypeVar("T")
+
+
+def _keep_inherited_clients() -> None:
+    """In a child made by fork() (DataLoader workers by default): librdkafka's threads do
+    not survive a fork, and destroying a client the child inherited waits for them or aborts
+    (an inherited, subscribed consumer: assert in rd_kafka_cgrp_destroy_final; librdkafka
+    #2374). A parent's client that is garbage in a reference cycle at fork time would be
+    destroyed by the child's garbage collector at a random moment. Freeze everything
+    inherited (gc.freeze: never collected in the child; its memory is the parent's pages);
+    clients the child creates itself are collected as usual."""
+    gc.freeze()
+
+
+os.register_at_fork(after_in_child=_keep_inherited_clients)
 _TRANSIENT = {ck.KafkaError.NOT_COORDINATOR, ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
               ck.KafkaError.COORDINATOR_NOT_AVAILABLE, ck.KafkaError._WAIT_COORD}
 
@@ -188,4 +204,7 @@ class Admin:
             raise KafkaKitError(f"delete topic {name!r}: {e.args[0].str()}") from e
 
     def close(self) -> None:
-        pass
+        # AdminClient has no close(): dropping the last reference destroys the handle now,
+        # even while this wrapper lives on in a traceback (its threads would otherwise keep
+        # running, and reconnecting to an unreachable cluster, until the wrapper is collected).
+        self._a = None  # type: ignore[assignment]

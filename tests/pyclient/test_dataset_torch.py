@@ -198,3 +198,47 @@ def test_stateful_dataloader(bootstrap: str, topic: tuple[str, list[str]]) -> No
     one = _dataset(bootstrap, name)
     one.load_state_dict(from_stateful_dataloader(sd))
     check_once(real(taken) + real(list(one)), docs)
+
+
+LEAK_CHILD = textwrap.dedent("""
+    import gc, json, sys
+    import confluent_kafka as ck
+    from torch.utils.data import DataLoader
+    sys.path.insert(0, sys.argv[4])
+    from test_dataset import tagged
+    from pyclient.backends import make_admin
+    from pyclient.dataset import KafkaTokenDataset
+    boot, topic, out = sys.argv[1:4]
+    gc.disable()  # the cycles below stay uncollected until the workers collect them
+    c = ck.Consumer({"bootstrap.servers": boot, "group.id": "leak-" + topic})
+    c.subscribe([topic])
+    c.poll(3)  # joined: destroying it in a child aborts (rd_kafka_cgrp_destroy_final)
+    a = make_admin({"bootstrap.servers": "127.0.0.1:9"})  # never closed, reconnecting
+    box = [c, a]
+    box.append(box)
+    del c, a, box
+    ds = KafkaTokenDataset(boot, topic, seq_len=40, batch_size=3, tokenizer=tagged, eos_id=1,
+                           last_batch="pad")
+    batches = []
+    for b in DataLoader(ds, batch_size=None, num_workers=2,
+                        worker_init_fn=lambda _: gc.collect()):
+        m = b["attention_mask"].flatten().tolist()
+        batches += [t for t, k in zip(b["input_ids"].flatten().tolist(), m) if k]
+    json.dump(batches, open(out, "w"))
+""")
+
+
+def test_fork_workers_with_leaked_clients_in_the_parent(bootstrap: str, tmp_path: Path,
+                                                        topic: tuple[str, list[str]]) -> None:
+    """Kafka clients the training script left in reference cycles (a subscribed consumer, an
+    admin never closed) are inherited by fork workers; their garbage collector must not
+    destroy them (librdkafka's threads are gone there: abort or hang). Every record arrives
+    once, and the run ends in bounded time."""
+    name, docs = topic
+    here = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, str(Path(here).parents[1])])}
+    out = tmp_path / "tokens.json"
+    done = subprocess.run([sys.executable, "-c", LEAK_CHILD, bootstrap, name, str(out), here],
+                          env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_once(json.loads(out.read_text()), docs)
