@@ -42,8 +42,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _install(work: Path, role: str, extra: dict, env_template: str) -> subprocess.CompletedProcess:
-    """Run <role>'s tasks/jmx_exporter.yml on localhost, then render its env file."""
+def _install(work: Path, role: str, extra: dict, env_template: str,
+             more_tasks: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run <role>'s tasks/jmx_exporter.yml (and more_tasks) on localhost, then render its env
+    file."""
     prefix = role
     inventory = {"all": {"hosts": {"node-1": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
@@ -59,11 +61,13 @@ def _install(work: Path, role: str, extra: dict, env_template: str) -> subproces
   gather_facts: false
   tasks:
     - ansible.builtin.include_role: {{name: {role}, tasks_from: jmx_exporter.yml, public: true}}
-    - ansible.builtin.template:
+{{more}}    - ansible.builtin.template:
         src: {REPO}/roles/{role}/templates/etc/{role}/{env_template}.j2
         dest: {work}/etc/{env_template}
         mode: "0644"
-""")
+""".replace("{more}", "".join(
+        f"    - ansible.builtin.include_role: {{name: {role}, tasks_from: {t}, public: true}}\n"
+        for t in more_tasks)))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
                ANSIBLE_NOCOLOR="1")
     return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(work / "hosts.yml"), str(work / "play.yml")],
@@ -75,14 +79,15 @@ def _opts(env_file: Path, key: str) -> list[str]:
     return shlex.split(line.split("=", 1)[1])
 
 
-def _scrape(port: int, auth: tuple[str, str] | None = None, timeout: float = 60) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+def _scrape(port: int, auth: tuple[str, str] | None = None, timeout: float = 60,
+            scheme: str = "http", context=None) -> str:
+    request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}/metrics")
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return urllib.request.urlopen(request, timeout=10).read().decode()
+            return urllib.request.urlopen(request, timeout=10, context=context).read().decode()
         except urllib.error.HTTPError:
             raise
         except OSError:
@@ -291,3 +296,101 @@ def test_every_zookeeper_series_of_rules_and_dashboard_is_exported(zookeeper_met
     used |= set(re.findall(r"(?<![.\w])(zookeeper_[a-z0-9_]+)\b", RULES.read_text()))  # not __for.zookeeper_*
     assert used, "rules and dashboard read zookeeper_* series"
     assert used <= _names(zookeeper_metrics[0]), sorted(used - _names(zookeeper_metrics[0]))
+
+
+def _issue(work: Path, name: str, ca: str = "ca") -> Path:
+    """A CA (made once) and a certificate for 127.0.0.1 signed by it, as tasks/tls.yml writes
+    them on a host: the PEM keystore (key, certificate, CA) and the PEM truststore."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=work, check=True, capture_output=True)
+
+    if not (work / f"{ca}.pem").exists():
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out",
+            f"{ca}.pem", "-days", "2", "-subj", "/CN=kafka-kit test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+        "-subj", "/CN=node-1")
+    (work / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", "-extfile", "san.ext")
+    tls = work / "etc" / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    (tls / "keystore.pem").write_text("".join((work / f).read_text()
+                                              for f in (f"{name}.key", f"{name}.pem", f"{ca}.pem")))
+    (tls / "truststore.pem").write_text((work / f"{ca}.pem").read_text())
+    return work / f"{ca}.pem"
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory):
+    """The secure profile's HTTPS on /metrics: the role builds the agent's PKCS#12 keystore from
+    the PEM keystore; a rerun changes nothing, a renewed certificate rebuilds it; a real broker
+    serves /metrics over HTTPS only."""
+    import _broker
+
+    work = tmp_path_factory.mktemp("jmx-tls")
+    (work / "etc").mkdir()
+    ca = _issue(work, "host")
+    port = _free_port()
+    extra = {"kafka_jmx_exporter_port": port, "kafka_jmx_exporter_bind_address": "127.0.0.1",
+             "kafka_node_id": 1, "kafka_security_profile": "secure",
+             "kafka_tls_dir": str(work / "etc" / "tls")}
+    runs = [_install(work, "kafka", extra, "kafka.env", ("jmx_exporter_tls.yml",))]
+    assert runs[0].returncode == 0, runs[0].stdout[-3000:] + runs[0].stderr[-2000:]
+    runs.append(_install(work, "kafka", extra, "kafka.env", ("jmx_exporter_tls.yml",)))
+    p12 = work / "etc" / "tls" / "jmx_exporter.p12"
+    first = p12.read_bytes()
+    agent = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")[0]
+    wd = tmp_path_factory.mktemp("jmx-tls-broker")
+    popen = subprocess.Popen
+
+    def with_agent(args, **kwargs):
+        if isinstance(args, list) and "kafka.Kafka" in args:
+            args = [args[0], agent, *args[1:]]
+        return popen(args, **kwargs)
+
+    _broker.subprocess.Popen = with_agent
+    try:
+        broker = _broker.start_broker(wd)
+    finally:
+        _broker.subprocess.Popen = popen
+    try:
+        import ssl as _ssl
+        context = _ssl.create_default_context(cafile=str(ca))   # verifies chain and 127.0.0.1
+        text = _scrape(port, scheme="https", context=context)
+        try:
+            _scrape(port, timeout=5)
+            plain = "served"
+        except (OSError, urllib.error.HTTPError) as err:
+            plain = type(err).__name__
+    finally:
+        broker.stop()
+    _issue(work, "renewed")                                    # the certificate renewed
+    runs.append(_install(work, "kafka", extra, "kafka.env", ("jmx_exporter_tls.yml",)))
+    yield {"runs": runs, "series": _series(text), "plain": plain, "p12": p12, "first": first,
+           "work": work}
+
+
+def test_metrics_over_https_only_with_the_secure_profile(tls_broker):
+    s = tls_broker["series"]
+    assert s["kafka_controller_kafkacontroller_activecontrollercount"] == 1
+    assert tls_broker["plain"] != "served"                     # plain HTTP gets no metrics
+    rules = tls_broker["work"] / "etc" / "jmx_exporter.yml"
+    assert oct(rules.stat().st_mode & 0o777) == "0o600"      # it holds the keystore password
+    assert oct(tls_broker["p12"].stat().st_mode & 0o777) == "0o600"
+
+
+def test_metrics_keystore_rebuilt_only_when_the_certificate_changes(tls_broker):
+    first, second, renewed = tls_broker["runs"]
+    assert _recap_changed(second.stdout) == 0, second.stdout[-2000:]
+    assert renewed.returncode == 0, renewed.stdout[-2000:]
+    assert _recap_changed(renewed.stdout) >= 1
+    assert tls_broker["p12"].read_bytes() != tls_broker["first"]
+
+
+def test_https_needs_the_secure_profile(tmp_path):
+    # one combined host (the group variables name the inventory's only group)
+    result = _install(tmp_path, "kafka", {"kafka_node_id": 1, "kafka_jmx_exporter_tls": True,
+                                          "kafka_broker_group": "all", "kafka_controller_group": "all"},
+                      "kafka.env", ("assert.yml",))
+    assert result.returncode != 0
+    assert "kafka_jmx_exporter_tls is on" in result.stdout and "kafka_security_profile" in result.stdout

@@ -114,3 +114,30 @@ def test_a_host_without_its_published_endpoint_is_refused_by_name(tmp_path):
     with pytest.raises(AssertionError) as err:
         _render(tmp_path, skip="brk-1")
     assert "kafka_jmx_exporter_target_fact" in str(err.value) and "brk-1" in str(err.value)
+
+
+def _render_secure(work: Path, extra_host_vars: str = "") -> str:
+    """The inventory with the secure profile on every Kafka host: each publishes https and its
+    truststore's CA (HTTPS on /metrics, roles/kafka/tasks/jmx_exporter_tls.yml)."""
+    tls = work / "tls"
+    tls.mkdir(parents=True)
+    (tls / "truststore.pem").write_text("-----BEGIN CERTIFICATE-----\nTESTCA\n-----END CERTIFICATE-----\n")
+    inventory = INVENTORY.format(python=sys.executable).replace(
+        "    ansible_connection: local\n",
+        f"    ansible_connection: local\n    kafka_security_profile: secure\n    kafka_tls_dir: {tls}\n")
+    inventory = inventory.replace("brk-1: {kafka_node_id: 1, kafka_listener_address: 192.0.2.11}",
+                                  "brk-1: {kafka_node_id: 1, kafka_listener_address: 192.0.2.11" + extra_host_vars + "}")
+    return render(work, inventory, PLAYBOOK.replace("{skip!r}", "'none'"))["prometheus.yml"]
+
+
+def test_https_targets_are_scraped_with_the_published_ca(tmp_path):
+    kafka = _job(yaml.safe_load(_render_secure(tmp_path)), "kafka")
+    assert kafka["scheme"] == "https"
+    assert kafka["tls_config"] == {"ca_file": "/etc/prometheus/kafka-metrics-ca.pem"}
+    assert len(kafka["static_configs"]) == 3
+
+
+def test_mixed_http_and_https_kafka_hosts_are_refused(tmp_path):
+    with pytest.raises(AssertionError) as err:
+        _render_secure(tmp_path, ", kafka_jmx_exporter_tls: false")
+    assert "['http', 'https']" in str(err.value) and "kafka_jmx_exporter_tls" in str(err.value)
