@@ -39,14 +39,16 @@ class Bar:
 
 def cmd_produce(a: argparse.Namespace) -> int:
     """Ingest text lines, JSONL or a Parquet column from files, globs or stdin (-) into a
-    topic with acks=all and idempotence; resumable with --checkpoint."""
+    topic with acks=all and idempotence; resumable with --checkpoint. With --tokenize,
+    write token-id records instead of text."""
     from .producer import Ingestor
 
     bar = Bar(a.progress if a.progress is not None else sys.stderr.isatty())
     ing = Ingestor(a.bootstrap_servers, a.topic, settings=parse_settings(a.settings),
                    backend=a.backend, checkpoint=a.checkpoint, dead_letter=a.dead_letter,
                    on_progress=bar, checkpoint_interval=a.checkpoint_interval,
-                   command_config=a.command_config, timeout=a.timeout)
+                   command_config=a.command_config, timeout=a.timeout,
+                   tokenizer=a.tokenize, tokenize_workers=a.tokenize_workers)
     got: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -73,7 +75,8 @@ def cmd_produce(a: argparse.Namespace) -> int:
                "oversized_examples": [vars(p) for p in r.oversized_examples[:20]],
                "max_message_bytes": r.max_message_bytes, "batch_size": r.batch_size,
                "duplicate_inputs": r.duplicate_inputs,
-               "stale_checkpoint_inputs": r.stale_checkpoint_inputs}
+               "stale_checkpoint_inputs": r.stale_checkpoint_inputs,
+               "tokenizer": r.tokenizer}
     for f in r.duplicate_inputs:
         print(f"pyclient: warning: input {f} is a file named before (same real path): "
               "ingested once", file=sys.stderr)
@@ -84,7 +87,11 @@ def cmd_produce(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"produced {r.produced:,} records ({r.bytes_produced / 1e6:.1f} MB) to {r.topic} in "
+        what = "records"
+        if r.tokenizer:
+            what = (f"token-id records (tokenizer {r.tokenizer['name']}, hash "
+                    f"{r.tokenizer['hash'][:16]}, {r.tokenizer['dtype']})")
+        print(f"produced {r.produced:,} {what} ({r.bytes_produced / 1e6:.1f} MB) to {r.topic} in "
               f"{r.elapsed_s:.1f}s: {r.records_per_s:,.0f} rec/s, {r.mb_per_s:.1f} MB/s; "
               f"delivered {r.delivered:,}, failed {r.failed}, malformed {r.malformed}, "
               f"oversized {r.oversized}")
@@ -171,6 +178,12 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
                    help="exit 1 when any input is malformed or oversized")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--tokenize", default=None, metavar="SPEC",
+                   help="write token-id records instead of text: 'bytes' (pyclient's byte "
+                        "tokenizer) or the path of a Hugging Face tokenizer.json")
+    p.add_argument("--tokenize-workers", type=int, default=1, metavar="N",
+                   help="tokenizer processes with --tokenize (default 1: in the producer's "
+                        "process); the record order is the same")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_produce)
 

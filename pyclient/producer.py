@@ -16,6 +16,11 @@ framing exceed L (uncompressed) can never be accepted: it is *rejected* like mal
 the checkpoint moves past it. ``batch.size`` is fitted to L (a default above it is lowered; a
 ``batch.size`` the user set above it fails at start), so no batch of good records is refused
 for being too large.
+
+With ``tokenizer=`` (``pyclient produce --tokenize``) each document is tokenized at ingest
+(:mod:`pyclient.pretokenize`, optionally in ``tokenize_workers`` processes) and written as a
+token-id record (:mod:`pyclient.token_records`) instead of its text; the size limit applies
+to the token record. Order, checkpoint and dead-letter rules are the same.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import inputs as inp
 from .backends import Headers, make_producer, resolve
 from .checkpoint import IngestCheckpoint, InputState
 from .config import PRODUCER_DEFAULTS, client_properties, merged
 from .probe import TopicInfo, probe
+
+if TYPE_CHECKING:
+    from .pretokenize import Pretokenizer
 
 #: Record headers carrying the source position of each record.
 SOURCE_HEADER, POSITION_HEADER = "src", "pos"
@@ -84,6 +92,8 @@ class IngestReport:
     stale_checkpoint_inputs: list[str] = field(default_factory=list)
     max_message_bytes: int = 0     #: the topic's limit, read at start
     batch_size: int = 0            #: the batch.size used (fitted to the limit)
+    #: Token-id records: the tokenizer's ``{"name", "hash", "dtype"}``; None for text records.
+    tokenizer: dict[str, str] | None = None
 
     @property
     def delivered(self) -> int:
@@ -121,6 +131,9 @@ class Ingestor:
     client properties file (``command_config``, else ``$KAFKA_KIT_CLIENT_CONFIG``).
     ``dead_letter`` is a path or a binary file for malformed and oversized records (JSON
     lines). ``timeout``: seconds allowed to reach the cluster and read the topic at start.
+    ``tokenizer``: write token-id records instead of text (a ByteTokenizer, a Hugging Face
+    tokenizer, ``"bytes"`` or a tokenizer.json path), tokenized in ``tokenize_workers``
+    processes (1: in this one).
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *,
@@ -130,7 +143,8 @@ class Ingestor:
                  dead_letter: str | Path | IO[bytes] | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
                  progress_interval: float = 0.5, flush_timeout: float = 300.0,
-                 measure_latency: bool = False) -> None:
+                 measure_latency: bool = False, tokenizer: Any = None,
+                 tokenize_workers: int = 1) -> None:
         self.backend = resolve(backend)
         self.topic = topic
         self.config = merged(PRODUCER_DEFAULTS, self.backend, bootstrap_servers, settings,
@@ -150,6 +164,15 @@ class Ingestor:
         self._stop = False
         self.report = IngestReport(topic)
         self._failed_since_ckpt = False
+        self._tok: Pretokenizer | None = None
+        if tokenizer is not None:
+            from .pretokenize import Pretokenizer
+            self._tok = Pretokenizer(tokenizer, tokenize_workers)
+            tid = self._tok.tid
+            self.report.tokenizer = {"name": tid.name, "hash": tid.hash, "dtype": tid.dtype}
+        elif tokenize_workers != 1:
+            raise ValueError(f"tokenize_workers={tokenize_workers} without a tokenizer: "
+                             "tokenize workers need --tokenize")
 
     def stop(self) -> None:
         """Ask a running :meth:`run` to stop reading, flush and checkpoint (signal-safe)."""
@@ -179,7 +202,8 @@ class Ingestor:
     def _oversized(self, source: str, pos: int, size: int, raw: bytes) -> None:
         r = self.report
         r.oversized += 1
-        reason = (f"record of {size} bytes with framing exceeds max.message.bytes="
+        reason = (f"{'token-id ' if self._tok else ''}record of {size} bytes with framing "
+                  f"exceeds max.message.bytes="
                   f"{r.max_message_bytes} of topic {self.topic}")
         if len(r.oversized_examples) < MAX_EXAMPLES:
             r.oversized_examples.append(Problem(source, pos, reason))
@@ -217,6 +241,8 @@ class Ingestor:
         self._last_ckpt = self._last_prog = time.monotonic()
         done_bytes = 0
         try:
+            if self._tok is not None:
+                self._tok.start()
             for path in files:
                 if self._stop:
                     break
@@ -235,6 +261,8 @@ class Ingestor:
                         state.done = True
                 done_bytes += os.path.getsize(path) if path != inp.STDIN else 0
         finally:
+            if self._tok is not None:
+                self._tok.close()
             r.undelivered_at_exit = prod.flush(self.flush_timeout)
             prod.poll(0)
             if ckpt is not None and self.checkpoint_path:
@@ -312,13 +340,18 @@ class Ingestor:
         r = self.report
         src = path.encode()
         produce, poll, topic = prod.produce, prod.poll, self.topic
+        # Token-id records carry the tokenizer's headers too (tok.name, tok.hash, tok.dtype).
+        extra = self._tok.tid.headers() if self._tok is not None else []
         # Largest value+key that fits one record batch of the topic, headers and framing counted.
-        gap = FRAMING + len(SOURCE_HEADER) + len(src) + len(POSITION_HEADER) + 12
+        gap = (FRAMING + len(SOURCE_HEADER) + len(src) + len(POSITION_HEADER) + 12
+               + sum(len(k) + len(v) for k, v in extra))
         room = r.max_message_bytes - gap
         too_large = _too_large_errors(self.backend)
         items = inp.read(path, fmt, field=field, key_field=key_field,
                          start_line=state.line if state else 0,
                          start_offset=state.offset if state else 0)
+        if self._tok is not None:  # same items, same order; good values as token records
+            items = self._tok.items(items, lambda: self._stop)
         clock = time.monotonic
         due = clock() + CHECK_SECONDS
         n = produced = nbytes = 0
@@ -331,7 +364,7 @@ class Ingestor:
                 self._oversized(path, pos, len(value) + (len(key) if key else 0) + gap,
                                 raw or value)
             else:
-                hdrs = [(SOURCE_HEADER, src), (POSITION_HEADER, b"%d" % pos)]
+                hdrs = [(SOURCE_HEADER, src), (POSITION_HEADER, b"%d" % pos), *extra]
                 try:
                     produce(topic, value, key, hdrs)
                 except BufferError:  # local queue full: serve the network, then retry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,25 @@ def as_value_encoder(tokenizer: Any) -> Callable[[list[bytes]], list[list[int]]]
     def decoded(values: list[bytes]) -> list[list[int]]:
         return encode([v.decode("utf-8", "replace") for v in values])
     return decoded
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer named by ``spec``: ``bytes`` for :class:`ByteTokenizer`, else the path
+    of a Hugging Face ``tokenizer.json`` (loaded with the ``tokenizers`` package). Used by
+    ``pyclient produce --tokenize SPEC`` and accepted as ``tokenizer=`` by the feed."""
+    if spec == "bytes":
+        return ByteTokenizer()
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"tokenizer {spec!r}: neither 'bytes' nor a tokenizer.json file")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise RuntimeError("a tokenizer.json needs the tokenizers package: "
+                           "pip install 'pyclient[tokenizers]'") from e
+    try:
+        return Tokenizer.from_file(spec)
+    except Exception as e:  # the Rust side raises its own exception type
+        raise ValueError(f"tokenizer {spec!r} is not a Hugging Face tokenizer.json: {e}") from e
 
 
 def eos_of(tokenizer: Any, eos_id: int | None) -> int | None:
