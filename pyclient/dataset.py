@@ -29,7 +29,8 @@ from .backends import KafkaKitError, make_admin, make_consumer, resolve
 from .config import CONSUMER_DEFAULTS, merged
 from .consumer import CHUNK, MAX_BUFFERED, reader_index, split_partitions
 from .feed_state import LayoutError, merge
-from .tokenize import ByteTokenizer, eos_of
+from .token_records import tokenizer_id
+from .tokenize import ByteTokenizer, eos_of, load_tokenizer
 
 try:  # torch stays optional
     import torch
@@ -73,6 +74,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
     EOS; every batch then carries ``attention_mask``, 0 on padding). ``on_missing``: a
     saved position whose records are gone (retention, truncation) is an error (default), or
     with ``"skip"`` the reader moves to the first record there, counting the skipped ones.
+
+    ``records``: ``"text"`` (default) tokenizes each record value with ``tokenizer``;
+    ``"tokens"`` reads token-id records (``pyclient produce --tokenize``) as they are,
+    decoded with :class:`pyclient.token_records.RecordDecoder`: a record written with another
+    tokenizer than ``tokenizer`` (name or hash of :func:`pyclient.token_records.tokenizer_id`;
+    a ``TokenizerId`` may be given instead of the tokenizer) is refused naming both. A text
+    reader refuses a topic of token-id records. ``tokenizer`` may also be ``"bytes"`` or a
+    tokenizer.json path (:func:`pyclient.tokenize.load_tokenizer`).
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *, seq_len: int,
@@ -83,7 +92,7 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                  last_batch: Literal["drop", "pad"] = "drop", pad_id: int | None = None,
                  on_missing: Literal["error", "skip"] = "error", tokenize_batch: int = 64,
                  chunk: int = CHUNK, max_buffered_bytes: int = MAX_BUFFERED,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, records: Literal["text", "tokens"] = "text") -> None:
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
         if last_batch not in ("drop", "pad") or on_missing not in ("error", "skip"):
@@ -91,7 +100,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                              f"on_missing 'error' or 'skip' (got {on_missing!r})")
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.seq_len, self.batch_size = seq_len, batch_size
+        if records not in ("text", "tokens"):
+            raise ValueError(f"records must be 'text' or 'tokens', got {records!r}")
+        if isinstance(tokenizer, str):
+            tokenizer = load_tokenizer(tokenizer)
         self.tokenizer = tokenizer if tokenizer is not None else ByteTokenizer()
+        self.records = records
+        #: The tokenizer token-id records must have been written with (records="tokens").
+        self.token_id = tokenizer_id(self.tokenizer) if records == "tokens" else None
         eos = eos_of(self.tokenizer, eos_id)
         if eos is None:
             raise ValueError(f"tokenizer {type(self.tokenizer).__name__} has no eos_id / "

@@ -8,16 +8,23 @@ consumer's position. A resumed cursor ``[offset, skip]`` re-reads the record at 
 and drops its first ``skip`` tokens; the record order of a reader depends only on its
 partitions, their start positions and ``chunk`` (see :mod:`pyclient.consumer`), so the same
 layout continues with exactly the same batches.
+
+Token-id records (``records="tokens"``) are decoded instead of tokenized: the same ids, so
+the same bookkeeping and batches. A text reader reads the headers of its first records and
+refuses token-id records (their bytes tokenized as text would train on garbage); after that
+it reads without headers.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .backends import Record
 from .consumer import FeedConsumer
 from .feed_state import LayoutError
+from .token_records import NAME, TokenRecordError, record_tokenizer, records_decoder
 from .tokenize import as_value_encoder
 
 if TYPE_CHECKING:
@@ -37,7 +44,7 @@ def read_batches(ds: KafkaTokenDataset, mine: list[int], nxt: int | None) -> Ite
     start = {p: st["cursor"][p][0] for p in todo}
     skip = {p: st["cursor"][p][1] for p in todo if st["cursor"][p][1]}
     cons = FeedConsumer(ds.bootstrap_servers, ds.topic, settings=ds._cfg(), backend=ds.backend,
-                        partitions=todo, start=start, end=end, stop_at_end=True, meta=False,
+                        partitions=todo, start=start, end=end, stop_at_end=True, meta=True,
                         chunk=ds.chunk, max_buffered_bytes=ds.max_buffered_bytes)
     try:
         cons.next_partition = nxt
@@ -48,7 +55,8 @@ def read_batches(ds: KafkaTokenDataset, mine: list[int], nxt: int | None) -> Ite
 
 def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
           skip: dict[int, int]) -> Iterator[Step]:
-    encode, eos = as_value_encoder(ds.tokenizer), ds.eos_id
+    encode, eos = _encoder(ds), ds.eos_id
+    guard = ds.records == "text"                 # headers of the first records: not tokens?
     need = ds.seq_len * ds.batch_size
     buf: list[int] = []
     h = 0                                        # tokens of buf before h are yielded
@@ -92,8 +100,12 @@ def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
                         q.clear()
                 yield None, cursors(), None, 0
                 return
+            if guard:
+                guard = False
+                cons._meta = False               # text: no headers after the first fetch
+                _refuse_token_records(ds, recs)
             before = len(buf)
-            for r, ids in zip(recs, encode([r.value or b"" for r in recs])):
+            for r, ids in zip(recs, encode(recs)):
                 n = len(ids) + 1
                 s = 0
                 if skip and r.partition in skip:
@@ -132,6 +144,28 @@ def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
                 used += rem
                 rem = 0
         yield block, cursors(), nxt(), need
+
+
+def _encoder(ds: KafkaTokenDataset) -> Callable[[list[Record]], list[list[int]]]:
+    """Records -> token ids: decoded token-id records, or tokenized values."""
+    if ds.records == "tokens":
+        assert ds.token_id is not None
+        return records_decoder(ds.token_id)
+    values = as_value_encoder(ds.tokenizer)
+
+    def tokenize(recs: list[Record]) -> list[list[int]]:
+        return values([r.value or b"" for r in recs])
+    return tokenize
+
+
+def _refuse_token_records(ds: KafkaTokenDataset, recs: list[Record]) -> None:
+    for r in recs:
+        if r.headers and any(k == NAME for k, _ in r.headers):
+            name, h, _ = record_tokenizer(r.headers)
+            raise TokenRecordError(
+                f"topic {ds.topic!r} partition {r.partition} offset {r.offset} holds token-id "
+                f"records (tokenizer {name}, hash {h[:16]}): read it with records='tokens' and "
+                "that tokenizer; tokenizing their bytes as text would train on garbage")
 
 
 def cons_start(cons: FeedConsumer, p: int) -> int:
