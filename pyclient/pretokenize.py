@@ -134,7 +134,9 @@ class Pretokenizer:
 def _broken(e: Exception) -> RuntimeError:
     return RuntimeError(f"a tokenizer worker process died ({e}); the ingest stopped. A resume "
                         "with the same checkpoint loses nothing (records after its last "
-                        "periodic check may be sent again)")
+                        "periodic check may be sent again). Workers are started with 'spawn': "
+                        "a script using tokenize_workers > 1 needs the "
+                        "`if __name__ == '__main__':` guard")
 
 
 def _chunks(items: Iterator[Item]) -> Iterator[tuple[list[Item], list[bytes]]]:

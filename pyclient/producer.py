@@ -133,7 +133,8 @@ class Ingestor:
     lines). ``timeout``: seconds allowed to reach the cluster and read the topic at start.
     ``tokenizer``: write token-id records instead of text (a ByteTokenizer, a Hugging Face
     tokenizer, ``"bytes"`` or a tokenizer.json path), tokenized in ``tokenize_workers``
-    processes (1: in this one).
+    processes (1: in this one; more are started with ``spawn``, so a calling script needs the
+    ``if __name__ == "__main__":`` guard).
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *,
