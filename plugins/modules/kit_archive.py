@@ -14,12 +14,12 @@ DOCUMENTATION = r"""
 module: kit_archive
 short_description: A distribution archive on the controller, checked against its checksum
 description:
-  - Run on the Ansible controller (C(delegate_to: localhost), C(run_once: true)).
+  - "Run on the Ansible controller (C(delegate_to: localhost), C(run_once: true))."
   - With O(local_path), checks that the file exists and matches the checksum in
     C(<local_path>.sha512) (sha512sum format) or O(checksum).
-  - Otherwise downloads O(url) into O(cache_dir) unless a file there already matches, and
+  - "Otherwise downloads O(url) into O(cache_dir) unless a file there already matches, and
     verifies it against O(checksum) or, when empty, the checksum published at C(<url>.sha512)
-    (sha512sum or gpg's C(name: AAAA BBBB ...) layout, as Apache publishes it).
+    (sha512sum or gpg's C(name: AAAA BBBB ...) layout, as Apache publishes it)."
   - Supports check mode (reports the download it would make).
 options:
   local_path: {description: Archive already on the controller; empty to download., type: str, default: ""}
