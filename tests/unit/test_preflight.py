@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 _PATH = Path(__file__).resolve().parents[2] / "roles/kafka/filter_plugins/kafka_preflight.py"
 _spec = importlib.util.spec_from_file_location("kafka_preflight", _PATH)
@@ -56,8 +57,14 @@ def lab() -> dict[str, Any]:
                   memtotal_mb=24105, data_dirs=["/var/lib/kafka/data"], properties=dict(props),
                   stored_node_ids=[str(i)], stored_cluster_ids=["AAAAAAAAAAAAAAAAAAAAAA"])
              for i in (1, 2, 3)]
-    return {"hosts": hosts, "lab": False, "cluster_id": "", "topics": [],
+    # The lab inventory's own topics (the article's topic at Kafka's default message size).
+    return {"hosts": hosts, "lab": False, "cluster_id": "", "topics": inventory_topics("lab"),
             "zookeeper_group": "zookeeper", "zookeeper_count": 0}
+
+
+def inventory_topics(name: str) -> list[dict[str, Any]]:
+    path = Path(__file__).resolve().parents[2] / "inventories" / name / "group_vars/all/topics.yml"
+    return copy.deepcopy(yaml.safe_load(path.read_text())["kafka_topics_list"])
 
 
 def errors(cluster: dict[str, Any]) -> list[str]:
@@ -78,7 +85,26 @@ def test_good_prod_inventory_passes() -> None:
 
 
 def test_good_lab_inventory_passes() -> None:
+    assert lab()["topics"], "the lab declares the article's topic"
     assert errors(lab()) == []
+
+
+def test_prod_inventory_topics_pass() -> None:
+    c = prod()
+    c["topics"] = inventory_topics("prod")
+    assert errors(c) == []
+
+
+def test_topic_at_kafkas_default_message_size_passes_with_default_fetch_size() -> None:
+    """max.message.bytes 1048588 (Kafka's message.max.bytes) is above the default
+    replica.fetch.max.bytes 1048576, which followers exceed to make progress (KIP-74): only a
+    replica.fetch.max.bytes the inventory sets is a limit preflight enforces."""
+    c = lab()
+    c["topics"] = [{"name": "t", "partitions": 3, "configs": {"max.message.bytes": 1048588}}]
+    assert errors(c) == []
+    for h in c["hosts"]:
+        h["properties"].update({"replica.fetch.max.bytes": 1048576, "message.max.bytes": 1048576})
+    one(c, "max.message.bytes=1048588 exceeds the brokers' replica.fetch.max.bytes=1048576")
 
 
 def test_combined_prod_passes() -> None:
