@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-down test test-unit test-molecule test-migration test-migration-rollback test-day2 lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-screenshot lab-down test test-unit test-molecule test-migration test-migration-rollback test-day2 lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -69,6 +69,12 @@ BENCH_SERVERS ?= 10.89.60.11:9092,10.89.60.12:9092,10.89.60.13:9092
 BENCH_ARGS    ?=
 bench:
 	$(PY) benchmarks/bench_article.py -b $(BENCH_SERVERS) --replication-factor 3 --partitions 12 $(BENCH_ARGS)
+
+# The Prometheus alerts page of a running lab as a PNG (docs/monitoring.md), headless Chromium.
+# Debian's prometheus package serves the classic UI only: /classic/alerts (/alerts is a 404).
+lab-screenshot:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	tools/prometheus-screenshot http://10.89.60.200:9090/classic/alerts docs/img/prometheus-alerts.png
 
 lab-down:
 	$(BIN)/ansible-playbook playbooks/lab_down.yml $(LAB_ARGS)
