@@ -21,6 +21,13 @@ import testinfra
 import testinfra.utils.ansible_runner
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+# Each test here converges the cluster several times (about 15 minutes apiece on the 2-core
+# build machine, measured 2026-12-02): CI's `make test` cannot hold them within its budget.
+# `make test-default-full` (DEFAULT_FULL=1) runs them; `molecule test -s default` in make test
+# runs the rest of the scenario.
+pytestmark = pytest.mark.skipif(os.environ.get("DEFAULT_FULL") != "1",
+                                reason="pending-restart tests: make test-default-full (DEFAULT_FULL=1)")
+
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOSTS = sorted(testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("kafka_broker"))
