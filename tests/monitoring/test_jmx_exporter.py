@@ -79,6 +79,26 @@ def _opts(env_file: Path, key: str) -> list[str]:
     return shlex.split(line.split("=", 1)[1])
 
 
+def _start_broker_with_agent(work: Path, wd: Path):
+    """A real broker+controller (tests/pyclient/_broker.py) started with the -javaagent option
+    the role wrote into work/etc/kafka.env."""
+    import _broker
+
+    agent = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")[0]
+    popen = subprocess.Popen
+
+    def with_agent(args, **kwargs):  # only the broker JVM, not the storage tool before it
+        if isinstance(args, list) and "kafka.Kafka" in args:
+            args = [args[0], agent, *args[1:]]
+        return popen(args, **kwargs)
+
+    _broker.subprocess.Popen = with_agent
+    try:
+        return _broker.start_broker(wd)
+    finally:
+        _broker.subprocess.Popen = popen
+
+
 def _scrape(port: int, auth: tuple[str, str] | None = None, timeout: float = 60,
             scheme: str = "http", context=None) -> str:
     request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}/metrics")
@@ -162,25 +182,11 @@ def test_wrong_checksum_fails_naming_the_variable(tmp_path):
 @pytest.fixture(scope="module")
 def broker_metrics(kafka_install, tmp_path_factory):
     """A real broker+controller started with the role's KAFKA_OPTS; its /metrics text."""
-    import _broker
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     work, port, _, _ = kafka_install
-    agent = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")[0]
-    wd = tmp_path_factory.mktemp("jmx-broker")
-    popen = subprocess.Popen
-
-    def with_agent(args, **kwargs):  # only the broker JVM, not the storage tool before it
-        if isinstance(args, list) and "kafka.Kafka" in args:
-            args = [args[0], agent, *args[1:]]
-        return popen(args, **kwargs)
-
-    _broker.subprocess.Popen = with_agent
-    try:
-        broker = _broker.start_broker(wd)
-    finally:
-        _broker.subprocess.Popen = popen
+    broker = _start_broker_with_agent(work, tmp_path_factory.mktemp("jmx-broker"))
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         admin.create_topics([NewTopic("metrics-check", 3, 1)])["metrics-check"].result(30)
@@ -325,7 +331,6 @@ def tls_broker(tmp_path_factory):
     """The secure profile's HTTPS on /metrics: the role builds the agent's PKCS#12 keystore from
     the PEM keystore; a rerun changes nothing, a renewed certificate rebuilds it; a real broker
     serves /metrics over HTTPS only."""
-    import _broker
 
     work = tmp_path_factory.mktemp("jmx-tls")
     (work / "etc").mkdir()
@@ -339,20 +344,7 @@ def tls_broker(tmp_path_factory):
     runs.append(_install(work, "kafka", extra, "kafka.env", ("jmx_exporter_tls.yml",)))
     p12 = work / "etc" / "tls" / "jmx_exporter.p12"
     first = p12.read_bytes()
-    agent = _opts(work / "etc" / "kafka.env", "KAFKA_OPTS")[0]
-    wd = tmp_path_factory.mktemp("jmx-tls-broker")
-    popen = subprocess.Popen
-
-    def with_agent(args, **kwargs):
-        if isinstance(args, list) and "kafka.Kafka" in args:
-            args = [args[0], agent, *args[1:]]
-        return popen(args, **kwargs)
-
-    _broker.subprocess.Popen = with_agent
-    try:
-        broker = _broker.start_broker(wd)
-    finally:
-        _broker.subprocess.Popen = popen
+    broker = _start_broker_with_agent(work, tmp_path_factory.mktemp("jmx-tls-broker"))
     try:
         import ssl as _ssl
         context = _ssl.create_default_context(cafile=str(ca))   # verifies chain and 127.0.0.1
