@@ -21,6 +21,7 @@ import sys
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -97,6 +98,29 @@ def _start_broker_with_agent(work: Path, wd: Path):
         return _broker.start_broker(wd)
     finally:
         _broker.subprocess.Popen = popen
+
+
+def _start_zookeeper_with_agent(work: Path) -> subprocess.Popen:
+    """A one-member replicated ZooKeeper (standaloneEnabled=false) from Kafka 3.9.2's libs,
+    started with the -javaagent option the role wrote into work/etc/zookeeper.env."""
+    archive = REPO / ".cache" / "dist" / "kafka_2.13-3.9.2.tgz"
+    if not archive.exists():
+        pytest.skip("ZooKeeper runs from Kafka 3.9.2's libs: tools/build-kafka-dist 3.9.2")
+    with tarfile.open(archive) as tar:
+        tar.extractall(work / "dist", filter="data")
+    data = work / "data"
+    data.mkdir()
+    (data / "myid").write_text("1\n")
+    client, peer, election = _free_port(), _free_port(), _free_port()
+    (work / "zoo.cfg").write_text(
+        f"dataDir={data}\nclientPort={client}\nclientPortAddress=127.0.0.1\ntickTime=2000\ninitLimit=10\n"
+        f"syncLimit=5\nstandaloneEnabled=false\nadmin.enableServer=false\n"
+        f"server.1=127.0.0.1:{peer}:{election}\n")
+    agent = _opts(work / "etc" / "zookeeper.env", "ZOOKEEPER_OPTS")
+    return subprocess.Popen(
+        ["java", "-Xmx128m", *agent, "-cp", f"{work}/dist/kafka_2.13-3.9.2/libs/*",
+         "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(work / "zoo.cfg")],
+        stdout=open(work / "zk.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _scrape(port: int, auth: tuple[str, str] | None = None, timeout: float = 60,
@@ -240,24 +264,7 @@ def zookeeper_metrics(tmp_path_factory):
         "zookeeper_jmx_exporter_basic_auth_password": auth[1]}, "zookeeper.env")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert oct((work / "etc" / "jmx_exporter.yml").stat().st_mode & 0o777) == "0o600"
-    archive = REPO / ".cache" / "dist" / "kafka_2.13-3.9.2.tgz"
-    if not archive.exists():
-        pytest.skip("ZooKeeper runs from Kafka 3.9.2's libs: tools/build-kafka-dist 3.9.2")
-    with tarfile.open(archive) as tar:
-        tar.extractall(work / "dist", filter="data")
-    data = work / "data"
-    data.mkdir()
-    (data / "myid").write_text("1\n")
-    client, peer, election = _free_port(), _free_port(), _free_port()
-    (work / "zoo.cfg").write_text(
-        f"dataDir={data}\nclientPort={client}\nclientPortAddress=127.0.0.1\ntickTime=2000\ninitLimit=10\n"
-        f"syncLimit=5\nstandaloneEnabled=false\nadmin.enableServer=false\n"
-        f"server.1=127.0.0.1:{peer}:{election}\n")
-    agent = _opts(work / "etc" / "zookeeper.env", "ZOOKEEPER_OPTS")
-    proc = subprocess.Popen(
-        ["java", "-Xmx128m", *agent, "-cp", f"{work}/dist/kafka_2.13-3.9.2/libs/*",
-         "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(work / "zoo.cfg")],
-        stdout=open(work / "zk.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _start_zookeeper_with_agent(work)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -386,3 +393,130 @@ def test_https_needs_the_secure_profile(tmp_path):
                       "kafka.env", ("assert.yml",))
     assert result.returncode != 0
     assert "kafka_jmx_exporter_tls is on" in result.stdout and "kafka_security_profile" in result.stdout
+
+
+def _prometheus_scrapes_https(work: Path, port: int, ca: Path):
+    """Run Debian's Prometheus against the agent on 127.0.0.1:port with the zookeeper job the
+    monitoring role writes for HTTPS members; (target health, last error, value of
+    zookeeper_role{role="Leader"}) once scraped, None without a prometheus binary."""
+    import json
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        return None
+    web = _free_port()
+    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+              "scrape_configs": [{"job_name": "zookeeper", "scheme": "https", "tls_config": {"ca_file": str(ca)},
+                                  "static_configs": [{"targets": [f"127.0.0.1:{port}"],
+                                                      "labels": {"instance": "node-1", "myid": "1"}}]}]}
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([binary, f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/tsdb",
+                             f"--web.listen-address=127.0.0.1:{web}"],
+                            stdout=open(work / "prometheus.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        health, error, role = "unknown", "", ""
+        while time.monotonic() < deadline:
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{web}/api/v1/targets", timeout=5))
+                active = targets["data"]["activeTargets"]
+                if active:
+                    health, error = active[0]["health"], active[0].get("lastError", "")
+                query = urllib.parse.quote('zookeeper_role{role="Leader",job="zookeeper"}')
+                result = json.load(urllib.request.urlopen(
+                    f"http://127.0.0.1:{web}/api/v1/query?query={query}", timeout=5))["data"]["result"]
+                if result:
+                    role = result[0]["value"][1]
+                if health == "up" and role:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        return health, error, role
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def tls_zookeeper(tmp_path_factory):
+    """HTTPS on a ZooKeeper member's /metrics, as the secure profile turns it on: the role issues
+    the member's certificate from the kit CA on the controller (made there by the kafka role's
+    tasks/tls_ca.yml), builds the PKCS#12 keystore there and installs it; a rerun changes
+    nothing; a renewed certificate rebuilds the keystore; a real ZooKeeper serves /metrics over
+    HTTPS only, verified against the kit CA for 127.0.0.1."""
+    work = tmp_path_factory.mktemp("jmx-zk-tls")
+    port = _free_port()
+    security = work / "kit"
+    extra = {"zookeeper_jmx_exporter_port": port, "zookeeper_jmx_exporter_bind_address": "127.0.0.1",
+             "zookeeper_id": 1, "kafka_security_profile": "secure",
+             "zookeeper_jmx_exporter_tls_security_dir": str(security)}
+    runs = [_install(work, "zookeeper", extra, "zookeeper.env", ("jmx_exporter_tls.yml",))]
+    assert runs[0].returncode == 0, runs[0].stdout[-3000:] + runs[0].stderr[-2000:]
+    runs.append(_install(work, "zookeeper", extra, "zookeeper.env", ("jmx_exporter_tls.yml",)))
+    p12 = work / "etc" / "jmx_exporter.p12"
+    first = p12.read_bytes()
+    proc = _start_zookeeper_with_agent(work)
+    try:
+        import ssl as _ssl
+        context = _ssl.create_default_context(cafile=str(security / "ca" / "ca.pem"))
+        deadline = time.monotonic() + 60
+        while True:
+            text = _scrape(port, scheme="https", context=context)
+            if "zookeeper_role" in text or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        try:
+            _scrape(port, timeout=5)
+            plain = "served"
+        except (OSError, urllib.error.HTTPError) as err:
+            plain = type(err).__name__
+        prometheus = _prometheus_scrapes_https(work, port, security / "ca" / "ca.pem")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    (security / "hosts" / "node-1" / "zookeeper-metrics-cert.pem").unlink()   # renewed: signed anew
+    runs.append(_install(work, "zookeeper", extra, "zookeeper.env", ("jmx_exporter_tls.yml",)))
+    yield {"runs": runs, "series": _series(text), "plain": plain, "p12": p12, "first": first,
+           "work": work, "security": security, "prometheus": prometheus}
+
+
+def test_zookeeper_metrics_over_https_with_the_secure_profile(tls_zookeeper):
+    s = tls_zookeeper["series"]
+    assert s['zookeeper_role{role="Leader"}'] == 1
+    assert tls_zookeeper["plain"] != "served"                   # plain HTTP gets no metrics
+    rules = tls_zookeeper["work"] / "etc" / "jmx_exporter.yml"
+    assert oct(rules.stat().st_mode & 0o777) == "0o600"       # it holds the keystore password
+    assert oct(tls_zookeeper["p12"].stat().st_mode & 0o777) == "0o600"
+    assert oct((tls_zookeeper["security"] / "hosts" / "node-1" / "zookeeper-metrics-key.pem").stat().st_mode
+               & 0o777) == "0o600"
+
+
+def test_prometheus_scrapes_the_https_agent_with_the_published_ca(tls_zookeeper):
+    """A real Prometheus with the zookeeper job as the monitoring role writes it for HTTPS
+    members (scheme https, tls_config.ca_file: the CA the member publishes): target up, the
+    member's series stored."""
+    if tls_zookeeper["prometheus"] is None:
+        pytest.skip("prometheus: apt-get install prometheus (make deps)")
+    health, error, role = tls_zookeeper["prometheus"]
+    assert health == "up", error
+    assert role == "1"
+
+
+def test_zookeeper_metrics_keystore_changes_only_with_the_certificate(tls_zookeeper):
+    first, second, renewed = tls_zookeeper["runs"]
+    assert _recap_changed(second.stdout) == 0, second.stdout[-3000:]
+    assert renewed.returncode == 0, renewed.stdout[-2000:]
+    assert _recap_changed(renewed.stdout) >= 1
+    assert tls_zookeeper["p12"].read_bytes() != tls_zookeeper["first"]
+
+
+def test_zookeeper_https_with_own_ca_needs_its_files(tmp_path):
+    result = _install(tmp_path, "zookeeper", {"zookeeper_id": 1, "zookeeper_jmx_exporter_tls": True,
+                                              "zookeeper_hosts_group": "all",
+                                              "zookeeper_jmx_exporter_tls_ca_mode": "user"},
+                      "zookeeper.env", ("assert.yml",))
+    assert result.returncode != 0
+    assert "zookeeper_jmx_exporter_tls_user_ca_file" in result.stdout, result.stdout[-2000:]

@@ -116,15 +116,20 @@ def test_a_host_without_its_published_endpoint_is_refused_by_name(tmp_path):
     assert "kafka_jmx_exporter_target_fact" in str(err.value) and "brk-1" in str(err.value)
 
 
-def _render_secure(work: Path, extra_host_vars: str = "") -> str:
-    """The inventory with the secure profile on every Kafka host: each publishes https and its
-    truststore's CA (HTTPS on /metrics, roles/kafka/tasks/jmx_exporter_tls.yml)."""
+def _render_secure(work: Path, extra_host_vars: str = "", zookeeper_ca: bool = True) -> str:
+    """The inventory with the secure profile on every host: each Kafka host publishes https and
+    its truststore's CA (HTTPS on /metrics, roles/kafka/tasks/jmx_exporter_tls.yml), the
+    ZooKeeper member https and the CA file it was given (roles/zookeeper/tasks/jmx_exporter_tls.yml;
+    with zookeeper_ca False that file is missing, as before the members' first converge)."""
     tls = work / "tls"
     tls.mkdir(parents=True)
     (tls / "truststore.pem").write_text("-----BEGIN CERTIFICATE-----\nTESTCA\n-----END CERTIFICATE-----\n")
+    (tls / "zk-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nZKCA\n-----END CERTIFICATE-----\n")
+    zk_ca = tls / ("zk-ca.pem" if zookeeper_ca else "missing.pem")
     inventory = INVENTORY.format(python=sys.executable).replace(
         "    ansible_connection: local\n",
-        f"    ansible_connection: local\n    kafka_security_profile: secure\n    kafka_tls_dir: {tls}\n")
+        f"    ansible_connection: local\n    kafka_security_profile: secure\n    kafka_tls_dir: {tls}\n"
+        f"    zookeeper_jmx_exporter_tls_ca_mode: user\n    zookeeper_jmx_exporter_tls_user_ca_file: {zk_ca}\n")
     inventory = inventory.replace("brk-1: {kafka_node_id: 1, kafka_listener_address: 192.0.2.11}",
                                   "brk-1: {kafka_node_id: 1, kafka_listener_address: 192.0.2.11" + extra_host_vars + "}")
     return render(work, inventory, PLAYBOOK.replace("{skip!r}", "'none'"))["prometheus.yml"]
@@ -141,3 +146,18 @@ def test_mixed_http_and_https_kafka_hosts_are_refused(tmp_path):
     with pytest.raises(AssertionError) as err:
         _render_secure(tmp_path, ", kafka_jmx_exporter_tls: false")
     assert "['http', 'https']" in str(err.value) and "kafka_jmx_exporter_tls" in str(err.value)
+
+
+def test_https_zookeeper_members_are_scraped_with_their_ca(tmp_path):
+    config = yaml.safe_load(_render_secure(tmp_path))
+    zk = _job(config, "zookeeper")
+    assert zk["scheme"] == "https"   # on with the kafka role's secure profile
+    assert zk["tls_config"] == {"ca_file": "/etc/prometheus/zookeeper-metrics-ca.pem"}
+    assert zk["static_configs"] == [{"targets": ["192.0.2.201:9405"], "labels": {"instance": "zk-1", "myid": "1"}}]
+
+
+def test_https_zookeeper_member_without_its_ca_is_refused(tmp_path):
+    with pytest.raises(AssertionError) as err:
+        _render_secure(tmp_path, zookeeper_ca=False)
+    assert "ZooKeeper members' /metrics schemes are ['https']" in str(err.value)
+    assert "zookeeper_jmx_exporter_tls" in str(err.value)

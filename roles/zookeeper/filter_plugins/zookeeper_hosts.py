@@ -1,6 +1,9 @@
-"""Filters of the zookeeper role: read another member's values from hostvars."""
+"""Filters of the zookeeper role: read another member's values from hostvars; the SANs of a
+member's /metrics certificate."""
 
 from __future__ import annotations
+
+import ipaddress
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,8 +26,22 @@ def zookeeper_first_of(hostvars_of_host: Mapping[str, Any], paths: Sequence[str]
     return ""
 
 
+def zookeeper_tls_sans(names: Sequence[Any]) -> list[str]:
+    """subjectAltName entries for a member's certificate: IP:<address> for addresses, DNS:<name>
+    for names, empty values skipped, each once, in the order given."""
+    sans: list[str] = []
+    for value in names:
+        if value in (None, ""):
+            continue
+        try:
+            sans.append(f"IP:{ipaddress.ip_address(str(value))}")
+        except ValueError:
+            sans.append(f"DNS:{value}")
+    return list(dict.fromkeys(sans))
+
+
 class FilterModule:
     """zookeeper role filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"zookeeper_first_of": zookeeper_first_of}
+        return {"zookeeper_first_of": zookeeper_first_of, "zookeeper_tls_sans": zookeeper_tls_sans}
