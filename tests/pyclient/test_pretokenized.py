@@ -323,3 +323,46 @@ def test_a_stop_while_workers_tokenize_resumes_without_loss_or_duplicate(
     dec = RecordDecoder(BYTES)
     got = [bytes(dec.decode(x.value, x.headers)).decode() for x in read_all(bootstrap, topic)]
     assert got == docs
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_token_topic_through_dataloader_workers_stops_and_resumes_exactly(
+        bootstrap: str, topics: Callable[[str], str], start_method: str) -> None:
+    """records="tokens" in torch's DataLoader with 2 workers (fork and spawn: the dataset and
+    its decoder are pickled), as the docs' loop runs it: stopped after 3 batches, the
+    checkpoint (JSON) loaded into a new DataLoader, the epoch finished. The batches delivered
+    are those of the uninterrupted 2-worker run (same layout, so the same packed batches, each
+    once), and they hold every document once."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    topic = topics("bytes")
+    kw: dict[str, Any] = {"seq_len": 48, "batch_size": 2, "last_batch": "pad", "records": "tokens"}
+
+    def loader(ds: KafkaTokenDataset) -> Any:
+        return DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=start_method)
+
+    def key(b: dict[str, Any]) -> tuple[Any, ...]:
+        return (json.dumps(plain(b["input_ids"])), json.dumps(plain(b["attention_mask"])))
+
+    whole = list(loader(KafkaTokenDataset(bootstrap, topic, **kw)))
+    assert len(whole) > 6 and all(isinstance(b["input_ids"], torch.Tensor) for b in whole)
+    ds = KafkaTokenDataset(bootstrap, topic, **kw)
+    taken: list[dict[str, Any]] = []
+    for batch in loader(ds):
+        taken.append(batch)
+        ds.update(batch)
+        if len(taken) == 3:
+            break
+    checkpoint = json.loads(json.dumps({"feed": ds.state_dict()}))
+    again = KafkaTokenDataset(bootstrap, topic, **kw)
+    again.load_state_dict(checkpoint["feed"])
+    for batch in loader(again):
+        taken.append(batch)
+        again.update(batch)
+    assert sorted(map(key, taken)) == sorted(map(key, whole))
+    readers = sorted({b["kafka_state"]["reader"] for b in taken})
+    assert len(readers) == 2
+    delivered = [d for r in readers  # each reader's batches in order hold whole documents
+                 for d in docs_of(real([b for b in taken if b["kafka_state"]["reader"] == r]))]
+    assert sorted(delivered) == sorted(documents(N_DOCS))
