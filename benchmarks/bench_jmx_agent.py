@@ -35,12 +35,14 @@ def render_rules(path: Path) -> None:
     """The role's rules template with its defaults (no extra rules, no authentication)."""
     import jinja2
 
-    env = jinja2.Environment()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = bool          # Ansible's filter; the values here are real booleans
     text = (REPO / "roles/kafka/templates/etc/kafka/jmx_exporter.yml.j2").read_text()
     path.write_text(env.from_string(text).render(
         ansible_managed="bench", kafka_jmx_exporter_extra_object_names=[], kafka_jmx_exporter_extra_rules=[],
-        kafka_jmx_exporter_port=0, kafka_jmx_exporter_bind_address="", kafka_jmx_exporter_basic_auth_username=""))
+        kafka_jmx_exporter_port=0, kafka_jmx_exporter_bind_address="", kafka_jmx_exporter_basic_auth_username="",
+        __kafka_jmx_exporter_tls=False))
 
 
 def start(workdir: Path, agent: str | None) -> _broker.Broker:

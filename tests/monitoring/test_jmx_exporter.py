@@ -520,3 +520,17 @@ def test_zookeeper_https_with_own_ca_needs_its_files(tmp_path):
                       "zookeeper.env", ("assert.yml",))
     assert result.returncode != 0
     assert "zookeeper_jmx_exporter_tls_user_ca_file" in result.stdout, result.stdout[-2000:]
+
+
+def test_agent_benchmark_renders_the_roles_rules(tmp_path):
+    """benchmarks/bench_jmx_agent.py runs the agent with the kafka role's rules template rendered
+    outside Ansible: the template's variables and filters must all be given there (a filter
+    added to the template once broke the benchmark unnoticed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_jmx_agent", REPO / "benchmarks" / "bench_jmx_agent.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.render_rules(tmp_path / "rules.yml")
+    rules = yaml.safe_load((tmp_path / "rules.yml").read_text())
+    assert "httpServer" not in rules and len(rules["rules"]) > 10
