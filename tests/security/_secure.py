@@ -117,3 +117,16 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def describe_quotas(c: dict) -> str:
+    """Kafka's own view of the client quotas (kafka-configs.sh: org.apache.kafka.tools.ConfigCommand) with the
+    role's admin client file: users, client ids, and users with client ids."""
+    out = []
+    for types in (["users"], ["clients"], ["users", "clients"]):
+        args = [a for t in types for a in ("--entity-type", t)]
+        run = _java(c["home"], "org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", c["bootstrap"], "--command-config",
+                    str(c["root"] / "etc" / "client" / "admin.properties"), "--describe", *args)
+        assert run.returncode == 0, run.stdout + run.stderr
+        out.append(run.stdout)
+    return "".join(out)

@@ -60,10 +60,14 @@ def _admin_settings(c: dict) -> dict[str, str]:
     return _settings(c, "admin", (c["root"] / "controller" / "credentials" / "admin").read_text().split()[0])
 
 
-def _play(c: dict, *args: str, acls=None, remove: bool = False) -> subprocess.CompletedProcess:
+def _play(c: dict, *args: str, acls=None, remove: bool = False, extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The role with the test's users and ACLs (and ``extra`` role variables, as JSON)."""
     path = c["root"] / f"access-{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(PLAYBOOK.format(admin=json.dumps(_admin_settings(c)), ingest=INGEST_PW, reader=READER_PW,
-                                    acls=json.dumps(ACLS if acls is None else acls), remove=str(remove).lower()))
+    text = PLAYBOOK.format(admin=json.dumps(_admin_settings(c)), ingest=INGEST_PW, reader=READER_PW,
+                           acls=json.dumps(ACLS if acls is None else acls), remove=str(remove).lower())
+    for key, value in (extra or {}).items():
+        text += f"        {key}: {json.dumps(value)}\n"
+    path.write_text(text)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", *args, str(path)],

@@ -1,18 +1,24 @@
 #!/usr/bin/python
-"""Ansible module: SCRAM users and ACLs of a Kafka cluster as declared (pyclient.access)."""
+"""Ansible module: SCRAM users, ACLs and client quotas of a Kafka cluster as declared
+(pyclient.access)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: kafka_access
-short_description: Bring a Kafka cluster's SCRAM users and ACLs to a declaration
+short_description: Bring a Kafka cluster's SCRAM users, ACLs and client quotas to a declaration
 description:
   - Creates, updates (I(update_password=always)) and removes SCRAM users and creates the
     declared ACL bindings through the Admin API (C(pyclient.access), confluent-kafka).
   - ACLs the cluster holds but the declaration does not are returned in I(undeclared_acls) and
     removed only with I(remove_undeclared_acls=true).
-  - The diff names users and ACL bindings, never a password; the module's input is no_log.
+  - Sets the declared client quotas (per user, client id, or both; C(<default>) for a type's
+    default) through DescribeClientQuotas/AlterClientQuotas (kafka-python's protocol layer:
+    librdkafka has no quota API); undeclared quota entities are returned in I(undeclared_quotas)
+    and cleared only with I(remove_undeclared_quotas=true).
+  - The diff names users, ACL bindings and quota values, never a password; the module's input is
+    no_log.
 options:
   admin_config:
     description: Client settings of the admin, as Kafka's own keys (bootstrap.servers,
@@ -33,6 +39,17 @@ options:
     default: []
   remove_undeclared_acls:
     description: Delete the ACLs not declared.
+    type: bool
+    default: false
+  quotas:
+    description: Client quotas, each C({user, client_id, producer_byte_rate, consumer_byte_rate,
+      request_percentage, controller_mutation_rate}); at least one of user and client_id (a name or
+      C(<default>)) and one quota key. A declared entity gets exactly its declared keys.
+    type: list
+    elements: dict
+    default: []
+  remove_undeclared_quotas:
+    description: Clear the quota entities not declared.
     type: bool
     default: false
   update_password:
@@ -75,6 +92,11 @@ undeclared_acls:
   returned: always
   type: list
   elements: str
+undeclared_quotas:
+  description: Client quota entities the cluster holds that are not declared, with their values.
+  returned: always
+  type: list
+  elements: str
 """
 
 import traceback
@@ -82,7 +104,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from pyclient.access import AccessError, ensure_access
+    from pyclient.access import AccessError, ensure_access, ensure_quotas
     IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - reported to the user below
     IMPORT_ERROR = traceback.format_exc()
@@ -100,6 +122,8 @@ def main() -> None:
             }},
             "acls": {"type": "list", "elements": "dict", "default": []},
             "remove_undeclared_acls": {"type": "bool", "default": False},
+            "quotas": {"type": "list", "elements": "dict", "default": []},
+            "remove_undeclared_quotas": {"type": "bool", "default": False},
             "update_password": {"type": "str", "choices": ["on_create", "always"], "default": "on_create",
                                 "no_log": False},
             "mechanism": {"type": "str", "default": "SCRAM-SHA-512"},
@@ -117,15 +141,28 @@ def main() -> None:
                                remove_undeclared_acls=p["remove_undeclared_acls"],
                                update_password=p["update_password"], mechanism=p["mechanism"],
                                check=module.check_mode, timeout=p["timeout"])
+        quotas = None
+        if p["quotas"] or p["remove_undeclared_quotas"]:
+            quotas = ensure_quotas(p["admin_config"], p["quotas"],
+                                   remove_undeclared=p["remove_undeclared_quotas"],
+                                   check=module.check_mode, timeout=p["timeout"])
     except AccessError as e:
         module.fail_json(msg=f"Nothing was changed: {e}")
     except Exception as e:  # the Admin API's errors (KafkaException) carry the broker's message
         module.fail_json(msg=f"The Admin API refused the change: {e}")
-    out = {"changed": result.changed, "undeclared_acls": result.undeclared_acls,
+    changed = result.changed or bool(quotas and quotas.changed)
+    out = {"changed": changed, "undeclared_acls": result.undeclared_acls,
            "users_created": result.users_created, "users_removed": result.users_removed,
-           "acls_added": result.acls_added, "acls_removed": result.acls_removed}
-    if result.changed and module._diff:
-        out["diff"] = result.diff
+           "acls_added": result.acls_added, "acls_removed": result.acls_removed,
+           "quotas_set": quotas.quotas_set if quotas else [],
+           "quotas_removed": quotas.quotas_removed if quotas else [],
+           "undeclared_quotas": quotas.undeclared_quotas if quotas else []}
+    if changed and module._diff:
+        diff = result.diff
+        if quotas:
+            diff = {"before": diff["before"] + "".join(f"{x}\n" for x in sorted(quotas.before + quotas.quotas_removed)),
+                    "after": diff["after"] + "".join(f"{x}\n" for x in sorted(quotas.quotas_set))}
+        out["diff"] = diff
     module.exit_json(**out)
 
 
