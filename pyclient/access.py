@@ -194,6 +194,12 @@ class QuotaResult:
     undeclared_quotas: list[str] = field(default_factory=list)
     before: list[str] = field(default_factory=list)
 
+    @property
+    def diff(self) -> dict[str, str]:
+        """The same form as AccessResult.diff: old values before, declared values after."""
+        return {"before": "".join(f"{x}\n" for x in sorted(self.before + self.quotas_removed)),
+                "after": "".join(f"{x}\n" for x in sorted(self.quotas_set))}
+
 
 def _entity_label(entity: Entity) -> str:
     return " ".join(f"{t}={DEFAULT_ENTITY if n is None else n}" for t, n in entity)

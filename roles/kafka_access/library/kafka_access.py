@@ -160,8 +160,7 @@ def main() -> None:
     if changed and module._diff:
         diff = result.diff
         if quotas:
-            diff = {"before": diff["before"] + "".join(f"{x}\n" for x in sorted(quotas.before + quotas.quotas_removed)),
-                    "after": diff["after"] + "".join(f"{x}\n" for x in sorted(quotas.quotas_set))}
+            diff = {k: diff[k] + quotas.diff[k] for k in ("before", "after")}
         out["diff"] = diff
     module.exit_json(**out)
 
