@@ -17,6 +17,7 @@ the declaration does not mention are left alone too: the declaration owns the ke
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -294,4 +295,21 @@ def ensure_topics(settings: Mapping[str, Any], desired: Iterable[TopicSpec | Map
         raise TopicPlanError(errors)
     if actions and not check:
         apply(settings, actions, timeout, command_config)
+        _await_visible(settings, specs, names, delete_undeclared, timeout, command_config)
     return Result(bool(actions), actions, diff(actions, current, specs))
+
+
+def _await_visible(settings: Mapping[str, Any], specs: list[TopicSpec], names: list[str] | None,
+                   delete_undeclared: bool, timeout: float, command_config: str | None) -> None:
+    """Return once describe shows the declaration (KRaft answers an alter when the controller
+    committed it; a broker's metadata, which DescribeConfigs reads, follows a moment later, and
+    a run right after then saw the old value and applied it again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending, _ = plan(specs, describe(settings, names, timeout, command_config), delete_undeclared)
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaKitError(f"applied, but after {timeout:.0f} s the cluster still does not show: "
+                                + "; ".join(a.describe() for a in pending))
+        time.sleep(0.1)

@@ -84,3 +84,29 @@ def test_command_config_file_is_used(bootstrap: str, topic_name: str, tmp_path: 
     bad.write_text("security.protocol=SSL\n")
     with pytest.raises(Exception, match="(?i)timed out|transport|ssl"):
         ensure_topics(settings, declared, command_config=str(bad), timeout=3)
+
+
+def test_ensure_returns_only_when_the_cluster_shows_the_change(bootstrap: str, topic_name: str) -> None:
+    """Read your writes: right after ensure_topics returns, describe (and a rerun) sees every
+    change, never the old state (a rerun then re-applied it and reported `changed`). Attacked
+    with back-to-back changes: a new config value, more partitions, a deleted topic."""
+    settings = {"bootstrap.servers": bootstrap}
+    extra = f"{topic_name}-gone"
+    ensure_topics(settings, [{"name": topic_name, "partitions": 1, "replication_factor": 1}])
+    for i in range(12):
+        ms = 3600000 + 1000 * i
+        declared = [{"name": topic_name, "partitions": 1 + i // 4, "replication_factor": 1,
+                     "configs": {"retention.ms": ms}},
+                    {"name": extra, "partitions": 1, "replication_factor": 1}]
+        assert ensure_topics(settings, declared).changed
+        state = describe(settings, [topic_name, extra])
+        assert state[topic_name].configs.get("retention.ms") == str(ms), i
+        assert state[topic_name].partitions == 1 + i // 4, i
+        assert extra in state, i
+        assert not ensure_topics(settings, declared).changed, i
+        # the extra topic deleted (every other topic of the session declared): gone on return
+        others = [{"name": n} for n in describe(settings, []) if n not in (topic_name, extra)
+                  and not n.startswith("__")]
+        r = ensure_topics(settings, declared[:1] + others, delete_undeclared=True)
+        assert [(a.kind, a.topic) for a in r.actions] == [("delete", extra)], i
+        assert extra not in describe(settings, [extra]), i
