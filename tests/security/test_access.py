@@ -13,13 +13,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
-                                   ResourcePatternType, ResourceType)
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, NewTopic, ResourcePatternType, ResourceType, ScramMechanism,
+                                   UserScramCredentialDeletion)
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -79,12 +81,35 @@ def _recap_changed(out: str) -> int:
     return int(line.split("changed=")[1].split()[0])
 
 
+def _forget_principals(admin: AdminClient) -> None:
+    """Start from a broker without this module's users and their ACLs, whatever ran before on
+    the session's broker: test_quotas' plays declare the same users and ACLs, and pytest-xdist
+    may run that file first on this worker. Waits until the Admin API no longer shows them."""
+    users = [u for u in ("training-ingest", "training-reader")
+             if u in admin.describe_user_scram_credentials().result()]
+    if users:
+        for f in admin.alter_user_scram_credentials(
+                [UserScramCredentialDeletion(u, ScramMechanism.SCRAM_SHA_512) for u in users]).values():
+            f.result()
+    filters = [AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{u}", None,
+                                AclOperation.ANY, AclPermissionType.ANY)
+               for u in ("training-ingest", "training-reader")]
+    for f in admin.delete_acls(filters).values():
+        f.result()
+    deadline = time.monotonic() + 30
+    while (set(admin.describe_user_scram_credentials().result()) & {"training-ingest", "training-reader"}
+           or any(admin.describe_acls(flt).result() for flt in filters)):
+        assert time.monotonic() < deadline, "the module's users or ACLs are still shown after 30 s"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def applied(secure_cluster: dict) -> dict:
     c = secure_cluster
     admin = AdminClient(_admin_settings(c))
     for f in admin.create_topics([NewTopic("corpus", 1, 1)]).values():
         f.result()
+    _forget_principals(admin)
     check = _play(c, "--check", "--diff")
     assert check.returncode == 0, check.stdout[-4000:]
     users_after_check = admin.describe_user_scram_credentials().result()
