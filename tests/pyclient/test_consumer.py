@@ -177,8 +177,11 @@ def test_group_rebalance_loses_and_repeats_nothing(bootstrap: str, backend: str,
     """A second member joins mid-stream: revoked partitions' positions are committed in the
     rebalance callback and their unreturned records dropped, so the union is exact."""
     docs = _fill(bootstrap, topic_name, tmp_path, 3000, 4)
-    s = {"group.id": f"g-{topic_name}", "session.timeout.ms": 6000,
-         "heartbeat.interval.ms": 500}
+    # The rebalance here comes from b joining, not from a member timing out: a session timeout
+    # long enough that a loaded machine (two test workers, their brokers) does not expire a (a
+    # 6 s one did once: its commit in the revoke callback got UNKNOWN_MEMBER_ID).
+    s = {"group.id": f"g-{topic_name}", "session.timeout.ms": 30000,
+         "heartbeat.interval.ms": 1000}
     a = FeedConsumer(bootstrap, topic_name, settings=s, backend=backend, group_subscribe=True)
     got_a: list[bytes] = []
     deadline = time.monotonic() + 60
