@@ -160,7 +160,8 @@ def main() -> None:
     if changed and module._diff:
         diff = result.diff
         if quotas:
-            diff = {k: diff[k] + quotas.diff[k] for k in ("before", "after")}
+            extra = quotas.diff
+            diff = {k: diff[k] + extra[k] for k in ("before", "after")}
         out["diff"] = diff
     module.exit_json(**out)
 
