@@ -354,3 +354,27 @@ def test_client_properties():
     assert ctl["security.protocol"] == "SSL" and ctl["ssl.keystore.location"] == "/k.pem"
     with pytest.raises(AnsibleFilterError, match="needs a SCRAM user and password"):
         ks.kafka_client_properties(SECURE)
+
+
+def test_librdkafka_properties_are_what_kcat_reads():
+    assert ks.kafka_librdkafka_properties(PLAIN) == {"security.protocol": "PLAINTEXT"}
+    admin = ks.kafka_librdkafka_properties(SECURE, "", "admin", 'p"w', "/ca.pem")
+    assert admin == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                     "sasl.username": "admin", "sasl.password": 'p"w', "ssl.ca.location": "/ca.pem"}
+    # No Java-only key: kcat refuses sasl.jaas.config and ssl.truststore.* (the lab test runs kcat).
+    assert not [k for k in admin if k.startswith(("sasl.jaas", "ssl.truststore", "ssl.keystore"))]
+    with pytest.raises(AnsibleFilterError, match="needs a SCRAM user and password"):
+        ks.kafka_librdkafka_properties(SECURE)
+
+
+def test_client_files_per_user_in_both_formats():
+    files = ks.kafka_client_files(SECURE, [{"name": "admin", "password": "a"}, {"name": "reader", "password": "r"}],
+                                  "h1:9092,h2:9092", "/kit/ca/ca.pem", "/kit/clients/")
+    assert [f["dest"] for f in files] == ["/kit/clients/admin.properties", "/kit/clients/admin.librdkafka.properties",
+                                          "/kit/clients/reader.properties", "/kit/clients/reader.librdkafka.properties"]
+    java, rdk = files[2]["properties"], files[3]["properties"]
+    assert java["bootstrap.servers"] == rdk["bootstrap.servers"] == "h1:9092,h2:9092"
+    assert 'username="reader" password="r"' in java["sasl.jaas.config"] and java["ssl.truststore.location"] == "/kit/ca/ca.pem"
+    assert rdk["sasl.username"] == "reader" and rdk["sasl.password"] == "r" and rdk["ssl.ca.location"] == "/kit/ca/ca.pem"
+    plain = ks.kafka_client_files(PLAIN, [{"name": "admin", "password": ""}], "h1:9092", "", "/d")
+    assert [f["properties"] for f in plain] == [{"bootstrap.servers": "h1:9092", "security.protocol": "PLAINTEXT"}] * 2

@@ -6,8 +6,11 @@
   file through Kafka's FileConfigProvider, so server.properties holds no secret and its diff can
   be shown), the authorizer and super users.
 * ``kafka_tls_sans``: the subject alternative names of a host's certificate.
-* ``kafka_client_properties``: a Kafka client properties file's keys (kcat -F, the Java tools'
-  --command-config, pyclient --command-config).
+* ``kafka_client_properties``: a Kafka client properties file's keys as Kafka's Java clients
+  name them (the Java tools' --command-config, pyclient --command-config).
+* ``kafka_librdkafka_properties``: the same settings as librdkafka names them (kcat -F,
+  pyclient). Two files, because kcat refuses a Java file: "Java JAAS configuration is not
+  supported" for sasl.jaas.config, "No such configuration property" for ssl.truststore.*.
 """
 
 from __future__ import annotations
@@ -118,10 +121,41 @@ def kafka_client_properties(model: Mapping[str, Any], listener: str = "", user: 
     return props
 
 
+def kafka_librdkafka_properties(model: Mapping[str, Any], listener: str = "", user: str = "",
+                                password: str = "", ca_location: str = "") -> dict[str, str]:
+    """``kafka_client_properties`` in librdkafka's keys: security.protocol, sasl.mechanism,
+    sasl.username, sasl.password, ssl.ca.location (a PEM CA file)."""
+    java = kafka_client_properties(model, listener, user, password, ca_location)
+    props = {"security.protocol": java["security.protocol"]}
+    if "sasl.mechanism" in java:
+        props.update({"sasl.mechanism": java["sasl.mechanism"], "sasl.username": user, "sasl.password": password})
+    if "ssl.truststore.location" in java:
+        props["ssl.ca.location"] = ca_location
+    return props
+
+
+def kafka_client_files(model: Mapping[str, Any], users: Sequence[Mapping[str, Any]], bootstrap: str,
+                       ca_location: str, directory: str) -> list[dict[str, Any]]:
+    """For each user ({name, password}): ``<dir>/<name>.properties`` (Java keys) and
+    ``<dir>/<name>.librdkafka.properties`` (librdkafka keys), both with bootstrap.servers; a list of
+    {dest, properties} as the client properties template takes it."""
+    files = []
+    for u in users:
+        name, password = str(u["name"]), str(u.get("password") or "")
+        for suffix, derive in ((".properties", kafka_client_properties),
+                               (".librdkafka.properties", kafka_librdkafka_properties)):
+            files.append({"dest": f"{directory.rstrip('/')}/{name}{suffix}",
+                          "properties": {"bootstrap.servers": bootstrap,
+                                         **derive(model, "", name, password, ca_location)}})
+    return files
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "kafka_security_properties": kafka_security_properties,
             "kafka_tls_sans": kafka_tls_sans,
             "kafka_client_properties": kafka_client_properties,
+            "kafka_librdkafka_properties": kafka_librdkafka_properties,
+            "kafka_client_files": kafka_client_files,
         }
