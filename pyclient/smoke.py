@@ -1,4 +1,6 @@
-"""Smoke test of a deployed cluster: brokers registered, a topic round trip verified exactly.
+"""Smoke test of a deployed cluster: brokers registered, a topic round trip verified exactly,
+and on a SASL listener that an anonymous client, a wrong password and a user without ACLs are
+refused, each with the broker's error.
 
 ``run_smoke()`` returns a :class:`SmokeReport`; it never prints or exits (the CLI does).
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from .admin import Admin
 from .backends import BrokerInfo, KafkaKitError, make_consumer, make_producer, resolve
+from .client_props import for_backend
 from .config import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_properties, merged
 from .probe import Unreachable, probe
 
@@ -128,6 +131,12 @@ def run_smoke(bootstrap_servers: str, *, expect_brokers: int | None = None,
             _round_trip(rep, admin, base, be, records, record_size, expect_racks, timeout)
         except Exception as e:  # noqa: BLE001
             rep.add("round trip", False, f"{type(e).__name__}: {e}")
+        else:
+            if str(for_backend(base, "confluent").get("security.protocol", "")).upper().startswith("SASL"):
+                try:
+                    _refusals(rep, for_backend(base, "confluent"), topic, min(timeout, 30.0))
+                except Exception as e:  # noqa: BLE001
+                    rep.add("refusals", False, f"{type(e).__name__}: {e}")
         finally:
             try:
                 admin.delete_topic(topic)
@@ -137,6 +146,63 @@ def run_smoke(bootstrap_servers: str, *, expect_brokers: int | None = None,
     finally:
         admin.close()
     return rep
+
+
+def _metadata_error(settings: dict[str, Any], topic: str, timeout: float) -> str:
+    """The error a client with ``settings`` gets asking for ``topic``'s metadata ('' if none)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    errors: list[str] = []
+    cfg = {**settings, "error_cb": lambda e: errors.append(str(e)), "log_level": 0}
+    client = AdminClient(cfg)
+    try:
+        md = client.list_topics(topic, timeout=timeout)
+    except KafkaException as e:
+        client.poll(1.0)  # serves error_cb: the broker's reason (the exception only says "transport")
+        return "; ".join(dict.fromkeys(errors + [str(e.args[0])]))
+    t = md.topics.get(topic)
+    return str(t.error) if t is not None and t.error is not None else ""
+
+
+def _refusals(rep: SmokeReport, settings: dict[str, Any], topic: str, timeout: float) -> None:
+    """Three clients that must be refused, each check naming the error the client got: no SASL
+    login (TLS or plaintext only), the admin's user with a wrong password, and a SCRAM user made
+    for the check (deleted after it) that holds no ACL."""
+    import uuid
+
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    plain = {k: v for k, v in settings.items() if not k.startswith("sasl.")}
+    plain["security.protocol"] = "SSL" if "SSL" in str(settings["security.protocol"]).upper() else "PLAINTEXT"
+    err = _metadata_error(plain, topic, min(timeout, 10.0))
+    rep.add("anonymous refused", bool(err), err or f"a client without SASL ({plain['security.protocol']}) read metadata")
+    wrong = {**settings, "sasl.password": str(settings.get("sasl.password", "")) + "-wrong"}
+    err = _metadata_error(wrong, topic, min(timeout, 10.0))
+    rep.add("wrong password refused", "authentication" in err.lower(),
+            err or "a wrong password was accepted")
+    mech = str(settings.get("sasl.mechanism", "SCRAM-SHA-512")).upper()
+    if not mech.startswith("SCRAM"):
+        rep.add("user without ACLs refused", True, f"skipped: {mech} users are not managed by the cluster")
+        return
+    admin = AdminClient({**settings, "log_level": 0})
+    user, password = f"kafka-kit-smoke-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    m = ScramMechanism.SCRAM_SHA_512 if mech.endswith("512") else ScramMechanism.SCRAM_SHA_256
+    for f in admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, 4096), password.encode())]).values():
+        f.result(timeout)
+    try:
+        noacl = {**settings, "sasl.username": user, "sasl.password": password}
+        deadline, err = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:  # the new credential reaches every broker within moments
+            err = _metadata_error(noacl, topic, 5.0)
+            if "authoriz" in err.lower():
+                break
+            time.sleep(1)
+        rep.add("user without ACLs refused", "authoriz" in err.lower(),
+                f"{user}: {err}" if err else f"{user}, holding no ACL, read the metadata of {topic}")
+    finally:
+        for f in admin.alter_user_scram_credentials([UserScramCredentialDeletion(user, m)]).values():
+            f.result(timeout)
 
 
 def rack_spread_problems(replicas: dict[int, list[int]], racks: dict[int, str | None]) -> list[int]:
