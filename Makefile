@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
-                prometheus
+                prometheus kcat
 
 .PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-screenshot lab-down test test-unit test-molecule test-default-full test-migration test-migration-rollback test-day2 lint clean
 
@@ -54,8 +54,10 @@ image:
 # ---- the lab ------------------------------------------------------------------------------
 lab: deps lab-up lab-deploy smoke
 
+# LAB_SECURITY=plaintext: a lab without TLS and SASL (for the reference article's client code).
+LAB_SECURITY ?= secure
 lab-up:
-	$(BIN)/ansible-playbook playbooks/lab_up.yml -e lab_monitoring=true $(LAB_ARGS)
+	$(BIN)/ansible-playbook playbooks/lab_up.yml -e lab_monitoring=true -e lab_security_profile=$(LAB_SECURITY) $(LAB_ARGS)
 
 lab-deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/lab

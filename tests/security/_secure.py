@@ -1,5 +1,5 @@
 """tests/security: one real secure broker set up by the kafka role's own
-tasks (tls.yml, clients.yml, storage.yml, the server.properties template) with
+tasks (tls.yml, clients.yml, client_files.yml, storage.yml, the server.properties template) with
 kafka_security_profile=secure; see test_secure_broker.py for what it proves."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ all:
       kafka_config_dir: {root}/etc
       kafka_data_dirs: [{root}/data]
       kafka_security_dir: {root}/controller
+      kafka_client_files_dir: {root}/controller/clients
       kafka_server_properties:
         offsets.topic.replication.factor: 1
         transaction.state.log.replication.factor: 1
@@ -60,7 +61,7 @@ PLAYBOOK = """
         name: kafka
         tasks_from: "{{{{ item }}}}"
         public: true
-      loop: [tls.yml, clients.yml]
+      loop: [tls.yml, clients.yml, client_files.yml]
     - name: Render server.properties with the role's template
       ansible.builtin.template:
         src: {repo}/roles/kafka/templates/etc/kafka/server.properties.j2
