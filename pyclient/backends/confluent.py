@@ -48,6 +48,22 @@ def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0) -> T:
             time.sleep(0.2)
 
 
+def _producer_fatal(e: BaseException) -> KafkaKitError:
+    """A librdkafka fatal error (the producer cannot go on: e.g. the idempotent producer's
+    InitProducerId refused with CLUSTER_AUTHORIZATION_FAILED, which Kafka answers a user with no
+    WRITE on any topic) as one message. confluent-kafka raises it from its error handler and then
+    fails the pending delivery callback with a SystemError whose cause is that KafkaException."""
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, ck.KafkaException):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return KafkaKitError(f"producer failed: {type(e).__name__}: {e}")
+    err = cause.args[0]
+    hint = (" (the user needs WRITE on the topic; Kafka refuses an idempotent producer's id to a user "
+            "allowed to write nowhere)" if err.code() == ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED else "")
+    return KafkaKitError(f"producer stopped by a fatal error: {err.name()}: {err.str()}{hint}")
+
+
 class Producer:
     def __init__(self, config: dict[str, Any], on_error: ErrorCallback,
                  on_latency: LatencyCallback | None = None) -> None:
@@ -72,10 +88,16 @@ class Producer:
             self._on_latency(msg.latency())
 
     def poll(self, timeout: float = 0.0) -> int:
-        return int(self._p.poll(timeout))
+        try:
+            return int(self._p.poll(timeout))
+        except (ck.KafkaException, SystemError) as e:
+            raise _producer_fatal(e) from e
 
     def flush(self, timeout: float) -> int:
-        return int(self._p.flush(timeout))
+        try:
+            return int(self._p.flush(timeout))
+        except (ck.KafkaException, SystemError) as e:
+            raise _producer_fatal(e) from e
 
     def close(self) -> None:
         self._p.flush(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,54 @@ def test_smoke_fails_with_a_wrong_password(secure_cluster: dict, tmp_path: Path)
     bad.write_text("\n".join(l + "x" if l.startswith("sasl.password=") else l for l in text.splitlines()) + "\n")
     run = _smoke(secure_cluster, bad)
     assert run.returncode != 0 and "smoke FAILED: connect" in run.stderr, run.stdout + run.stderr
+
+
+def test_produce_without_write_fails_with_one_message(secure_cluster: dict, tmp_path: Path) -> None:
+    """A user allowed to write nowhere: the idempotent producer's id is refused (a librdkafka fatal
+    error, which confluent-kafka surfaces as a SystemError in flush); pyclient exits non-zero with
+    one message naming the error and the fix, no traceback."""
+    import uuid
+
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    from pyclient.client_props import for_backend, load_client_properties
+
+    c = secure_cluster
+    admin_file = _clients(c) / "admin.librdkafka.properties"
+    admin = AdminClient(for_backend(load_client_properties(admin_file), "confluent"))
+    user, password = f"nowrite-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    m = ScramMechanism.SCRAM_SHA_512
+    for f in admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, 4096), password.encode())]).values():
+        f.result(30)
+    try:
+        made = _java(c["home"], "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", c["bootstrap"],
+                     "--command-config", str(_clients(c) / "admin.properties"), "--create", "--if-not-exists",
+                     "--topic", "nowrite", "--partitions", "1", "--replication-factor", "1")
+        assert made.returncode == 0, made.stderr
+        # DESCRIBE and DESCRIBE_CONFIGS but no WRITE: the probe passes, the producer id is refused.
+        acl = _java(c["home"], "org.apache.kafka.tools.AclCommand", "--bootstrap-server", c["bootstrap"],
+                    "--command-config", str(_clients(c) / "admin.properties"), "--add", "--allow-principal",
+                    f"User:{user}", "--operation", "Describe", "--operation", "DescribeConfigs", "--topic", "nowrite")
+        assert acl.returncode == 0, acl.stdout + acl.stderr
+        text = admin_file.read_text().replace("sasl.username=admin", f"sasl.username={user}")
+        text = "\n".join(f"sasl.password={password}" if l.startswith("sasl.password=") else l
+                         for l in text.splitlines()) + "\n"
+        props = tmp_path / "nowrite.properties"
+        props.write_text(text)
+        docs = tmp_path / "docs.txt"
+        docs.write_text("a\nb\n")
+        deadline = time.monotonic() + 60
+        while True:  # until the new credential works (it reaches the broker within moments)
+            run = subprocess.run([sys.executable, "-m", "pyclient", "produce", "-b", c["bootstrap"],
+                                  "--command-config", str(props), "--topic", "nowrite", "--no-progress",
+                                  "--timeout", "20", str(docs)], capture_output=True, text=True, timeout=120)
+            if "Authentication failed" not in run.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert run.returncode != 0, run.stdout + run.stderr
+        assert "CLUSTER_AUTHORIZATION_FAILED" in run.stderr and "needs WRITE" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr and "SystemError" not in run.stderr, run.stderr
+    finally:
+        for f in admin.alter_user_scram_credentials([UserScramCredentialDeletion(user, m)]).values():
+            f.result(30)
