@@ -97,8 +97,11 @@ def _probe_confluent(conn: dict[str, Any], servers: str, topic: str | None,
         fut = admin.describe_configs([res], request_timeout=timeout)[res]
         entries = fut.result(timeout)
     except ck.KafkaException as e:
+        hint = (" (pyclient reads the topic's max.message.bytes: the user needs the DESCRIBE_CONFIGS "
+                "operation on the topic, e.g. operations [read, describe, describe_configs] in kafka_access_acls)"
+                if e.args[0].code() == ck.KafkaError.TOPIC_AUTHORIZATION_FAILED else "")
         raise KafkaKitError(f"describe configs of topic {topic!r} on {servers}: "
-                            f"{e.args[0].str()}") from None
+                            f"{e.args[0].str()}{hint}") from None
     except TimeoutError:
         raise _unreachable(servers, timeout, cause(None)) from None
     return TopicInfo(topic, len(t.partitions), int(entries["max.message.bytes"].value))
