@@ -318,7 +318,7 @@ def lab_inventory(work: Path) -> Path:
     jenv.tests["contains"] = lambda seq, item: item in seq  # Ansible's test of that name
     text = jenv.from_string((REPO / "templates/lab/hosts.yml.j2").read_text()).render(
         ansible_managed="test", lab_shape="dedicated", lab_brokers=3, lab_controllers=3,
-        lab_ssh_dir=str(work), lab_repo_dir=str(REPO), __lab_hosts=hosts)
+        lab_ssh_dir=str(work), lab_repo_dir=str(REPO), lab_security_profile="secure", __lab_hosts=hosts)
     d = work / "lab"
     d.mkdir()
     (d / "hosts.yml").write_text(text)
