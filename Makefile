@@ -65,7 +65,7 @@ lab-deploy:
 smoke:
 	$(BIN)/ansible-playbook playbooks/smoke.yml -i inventories/lab
 
-# The article's table measured on a running lab (make lab first): before vs after vs Kafka's
+# The article's table measured on a running plaintext lab (make lab LAB_SECURITY=plaintext first): before vs after vs Kafka's
 # own tools, one run (benchmarks/bench_article.py, docs/benchmarks.md). BENCH_ARGS adds options.
 BENCH_SERVERS ?= 10.89.60.11:9092,10.89.60.12:9092,10.89.60.13:9092
 BENCH_ARGS    ?=
