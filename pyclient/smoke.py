@@ -132,9 +132,10 @@ def run_smoke(bootstrap_servers: str, *, expect_brokers: int | None = None,
         except Exception as e:  # noqa: BLE001
             rep.add("round trip", False, f"{type(e).__name__}: {e}")
         else:
-            if str(for_backend(base, "confluent").get("security.protocol", "")).upper().startswith("SASL"):
+            native = for_backend(base, "confluent")
+            if str(native.get("security.protocol", "")).upper().startswith("SASL"):
                 try:
-                    _refusals(rep, for_backend(base, "confluent"), topic, min(timeout, 30.0))
+                    _refusals(rep, native, topic, min(timeout, 30.0))
                 except Exception as e:  # noqa: BLE001
                     rep.add("refusals", False, f"{type(e).__name__}: {e}")
         finally:
