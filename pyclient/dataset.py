@@ -28,7 +28,8 @@ from . import feed_state as fs
 from .backends import KafkaKitError, make_admin, make_consumer, resolve
 from .config import CONSUMER_DEFAULTS, merged
 from .consumer import CHUNK, MAX_BUFFERED, reader_index, split_partitions
-from .feed_state import LayoutError, merge
+from .feed_state import LayoutError, merge, packing_options
+from .packing import Packer
 from .token_records import tokenizer_id
 from .tokenize import ByteTokenizer, eos_of, load_tokenizer
 
@@ -82,6 +83,19 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
     a ``TokenizerId`` may be given instead of the tokenizer) is refused naming both. A text
     reader refuses a topic of token-id records. ``tokenizer`` may also be ``"bytes"`` or a
     tokenizer.json path (:func:`pyclient.tokenize.load_tokenizer`).
+
+    ``packing``: ``None`` (default: ``input_ids``, plus ``attention_mask`` under ``"pad"``),
+    or a dict of :class:`pyclient.packing.Packer` options (``bos_id``, ``max_doc_len``,
+    ``long_docs``, ``labels``; ``{}`` for none of them): every batch then also carries
+    ``doc_ids``, ``position_ids``, ``attention_mask`` (tensors ``[batch_size, seq_len]``),
+    ``cu_seqlens`` (per row, lists) and ``labels`` when asked. The packing options are part
+    of the state: a state packed otherwise is refused.
+
+    ``shuffle_seed``: a seeded document shuffle (:mod:`pyclient.feed_shuffle`): each epoch
+    reads every partition's blocks of ``shuffle_block`` offsets in a seeded order and the
+    records of each block in a seeded order, both drawn anew per epoch. The state stays
+    exact: a resume (any layout) continues the uninterrupted stream; the same layout gives
+    the same batches. ``None`` (default): offset order.
     """
 
     def __init__(self, bootstrap_servers: str | None, topic: str, *, seq_len: int,
@@ -92,7 +106,9 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                  last_batch: Literal["drop", "pad"] = "drop", pad_id: int | None = None,
                  on_missing: Literal["error", "skip"] = "error", tokenize_batch: int = 64,
                  chunk: int = CHUNK, max_buffered_bytes: int = MAX_BUFFERED,
-                 timeout: float = 30.0, records: Literal["text", "tokens"] = "text") -> None:
+                 timeout: float = 30.0, records: Literal["text", "tokens"] = "text",
+                 shuffle_seed: int | None = None, shuffle_block: int = 1024,
+                 packing: dict[str, Any] | None = None) -> None:
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
         if last_batch not in ("drop", "pad") or on_missing not in ("error", "skip"):
@@ -100,6 +116,15 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                              f"on_missing 'error' or 'skip' (got {on_missing!r})")
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.seq_len, self.batch_size = seq_len, batch_size
+        if shuffle_seed is not None and (isinstance(shuffle_seed, bool) or not isinstance(
+                shuffle_seed, int) or shuffle_seed < 0):
+            raise ValueError(f"shuffle_seed must be None or an integer >= 0, got {shuffle_seed!r}")
+        if isinstance(shuffle_block, bool) or not isinstance(shuffle_block, int) \
+                or shuffle_block < 1:
+            raise ValueError(f"shuffle_block must be an integer >= 1, got {shuffle_block!r}")
+        #: None, or {"seed", "block"} of the seeded shuffle (part of the state).
+        self.shuffle = None if shuffle_seed is None else {"seed": shuffle_seed,
+                                                          "block": shuffle_block}
         if records not in ("text", "tokens"):
             raise ValueError(f"records must be 'text' or 'tokens', got {records!r}")
         if isinstance(tokenizer, str):
@@ -115,6 +140,11 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         self.eos_id = eos
         self.pad_id = eos if pad_id is None else pad_id
         self.last_batch, self.on_missing = last_batch, on_missing
+        #: None, or the Packer options of the packed batches (part of the state).
+        self.packing = None if packing is None else packing_options(packing)
+        if self.packing is not None:  # refuse bad options now, naming them
+            Packer(seq_len, batch_size=batch_size, eos_id=self.eos_id, pad_id=self.pad_id,
+                   last_batch=last_batch, **self.packing)
         self.settings, self.backend = dict(settings or {}), resolve(backend)
         self.tokenize_batch, self.chunk = tokenize_batch, chunk
         self.max_buffered_bytes, self.timeout = max_buffered_bytes, timeout
@@ -166,7 +196,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         tid, marks = self._probe()
         return fs.new_state(self.topic, tid, self.seq_len, self.batch_size, self.chunk, epoch,
                             {p: lo for p, (lo, _) in marks.items()},
-                            {p: hi for p, (_, hi) in marks.items()})
+                            {p: hi for p, (_, hi) in marks.items()}, self.shuffle,
+                            self.packing)
 
     @property
     def epoch(self) -> int:
@@ -197,6 +228,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         if st["topic"] != self.topic:
             raise LayoutError(f"feed state field 'topic': the state is for topic "
                               f"{st['topic']!r}, not {self.topic!r}")
+        if st["shuffle"] != self.shuffle:
+            raise LayoutError(f"feed state field 'shuffle': the state has {st['shuffle']}, this "
+                              f"dataset {self.shuffle}; pass the state's shuffle_seed and "
+                              "shuffle_block, or the resumed epoch would deliver other records")
+        if st["packing"] != self.packing:
+            raise LayoutError(f"feed state field 'packing': the state has {st['packing']}, this "
+                              f"dataset {self.packing}; pass the state's packing options, or "
+                              "the resumed rows would be cut differently")
         for f in ("seq_len", "batch_size", "chunk"):
             if st[f] != getattr(self, f):
                 raise LayoutError(f"feed state field {f!r}: the state has {st[f]}, this dataset "
@@ -218,6 +257,18 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         self._state = st
 
     def _check_offsets(self, st: dict[str, Any], marks: dict[int, tuple[int, int]]) -> None:
+        if st["shuffle"] is not None:  # virtual cursors: the whole unfinished range counts
+            gone = [(p, st["start"][p], st["end"][p], *marks[p]) for p, (o, _) in
+                    sorted(st["cursor"].items()) if o < st["end"][p]
+                    and (st["start"][p] < marks[p][0] or st["end"][p] > marks[p][1])]
+            if gone:
+                what = "; ".join(f"partition {p}: epoch [{a}, {e}), log now [{lo}, {hi})"
+                                 for p, a, e, lo, hi in gone)
+                raise LayoutError(f"topic {self.topic!r}: records of the shuffled epoch are gone "
+                                  f"({what}); a shuffled epoch cannot skip them (its blocks "
+                                  "would change). Start the next epoch (set_epoch) or a fresh "
+                                  "state.")
+            return
         bad = []
         for p, (o, s) in sorted(st["cursor"].items()):
             lo, hi = marks[p]
@@ -248,6 +299,7 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
     def _key(self) -> str:
         st = self._state
         span = repr(sorted((p, st["start"][p], st["end"][p]) for p in st["end"])).encode()
+        span += repr((st["shuffle"], st["packing"])).encode()
         return f"{st['topic_id']}:{st['epoch']}:{zlib.crc32(span):08x}"
 
     def update(self, batch: dict[str, Any]) -> None:
@@ -292,6 +344,12 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
             bstate = {"plan": key, "reader": reader, "layout": layout,
                       "cursor": cursors, "next": nxt_p}
             fs.advance(st, cursors, layout, {str(reader): nxt_p} if nxt_p is not None else {})
+            if isinstance(block, dict):  # a Packer batch (packing=)
+                yield {**{k: (v if k == "cu_seqlens" else
+                              as_batch([t for row in v for t in row], self.batch_size,
+                                       self.seq_len)) for k, v in block.items()},
+                       "kafka_state": bstate}
+                continue
             out: dict[str, Any] = {"input_ids": as_batch(block, self.batch_size, self.seq_len),
                                    "kafka_state": bstate}
             if self.last_batch == "pad":

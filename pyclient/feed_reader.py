@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Record
 from .consumer import FeedConsumer
+from .feed_shuffle import ShuffledConsumer
 from .feed_state import LayoutError
+from .packing import Packer, PackingError
 from .token_records import NAME, TokenRecordError, record_tokenizer, records_decoder
 from .tokenize import as_value_encoder
 
@@ -43,17 +45,26 @@ def read_batches(ds: KafkaTokenDataset, mine: list[int], nxt: int | None) -> Ite
         return
     start = {p: st["cursor"][p][0] for p in todo}
     skip = {p: st["cursor"][p][1] for p in todo if st["cursor"][p][1]}
-    cons = FeedConsumer(ds.bootstrap_servers, ds.topic, settings=ds._cfg(), backend=ds.backend,
-                        partitions=todo, start=start, end=end, stop_at_end=True, meta=True,
-                        chunk=ds.chunk, max_buffered_bytes=ds.max_buffered_bytes)
+    cons: Any
+    if st["shuffle"] is not None:
+        cons = ShuffledConsumer(ds._cfg(), ds.backend, ds.topic, todo,
+                                {p: st["start"][p] for p in todo}, end, start,
+                                seed=st["shuffle"]["seed"], epoch=st["epoch"],
+                                block=st["shuffle"]["block"])
+    else:
+        cons = FeedConsumer(ds.bootstrap_servers, ds.topic, settings=ds._cfg(),
+                            backend=ds.backend, partitions=todo, start=start, end=end,
+                            stop_at_end=True, meta=True, chunk=ds.chunk,
+                            max_buffered_bytes=ds.max_buffered_bytes)
     try:
         cons.next_partition = nxt
-        yield from _pack(ds, cons, todo, skip)
+        yield from (_pack(ds, cons, todo, skip) if ds.packing is None
+                    else _pack_rows(ds, cons, todo, skip))
     finally:
         cons.close()
 
 
-def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
+def _pack(ds: KafkaTokenDataset, cons: Any, todo: list[int],
           skip: dict[int, int]) -> Iterator[Step]:
     encode, eos = _encoder(ds), ds.eos_id
     guard = ds.records == "text"                 # headers of the first records: not tokens?
@@ -146,6 +157,47 @@ def _pack(ds: KafkaTokenDataset, cons: FeedConsumer, todo: list[int],
         yield block, cursors(), nxt(), need
 
 
+def _pack_rows(ds: KafkaTokenDataset, cons: Any, todo: list[int],
+               skip: dict[int, int]) -> Iterator[Any]:
+    """``packing=``: :class:`pyclient.packing.Packer` rows (document ids, positions,
+    cu_seqlens, labels), one source per partition; the same cursors and round-robin."""
+    assert ds.packing is not None
+    packer = Packer(ds.seq_len, batch_size=ds.batch_size, eos_id=ds.eos_id, pad_id=ds.pad_id,
+                    last_batch=ds.last_batch, **ds.packing)
+    for p, s in skip.items():
+        packer.resume_at(p, cons_start(cons, p), s)
+    encode, guard = _encoder(ds), ds.records == "text"
+
+    def cursors() -> Cursors:
+        pend = packer.pending()
+        return {p: list(pend[p]) if p in pend else [cons.positions[p], 0] for p in todo}
+
+    while True:
+        b = packer.pop()
+        if b is not None:
+            nxt = packer.next_source()
+            yield b, cursors(), cons.next_partition if nxt is None else nxt, 0
+            continue
+        recs = cons.consume(ds.tokenize_batch, timeout=1.0)
+        if not recs:
+            if not cons.at_end():
+                continue
+            b = packer.finish()
+            if b is not None:
+                yield b, cursors(), None, 0
+            yield None, cursors(), None, 0
+            return
+        if guard:
+            guard = False
+            cons._meta = False
+            _refuse_token_records(ds, recs)
+        for r, ids in zip(recs, encode(recs)):
+            try:
+                packer.push(ids, source=r.partition, pos=r.offset)
+            except PackingError as e:
+                raise LayoutError(f"partition {r.partition}: {e}") from None
+
+
 def _encoder(ds: KafkaTokenDataset) -> Callable[[list[Record]], list[list[int]]]:
     """Records -> token ids: decoded token-id records, or tokenized values."""
     if ds.records == "tokens":
@@ -168,6 +220,6 @@ def _refuse_token_records(ds: KafkaTokenDataset, recs: list[Record]) -> None:
                 "that tokenizer; tokenizing their bytes as text would train on garbage")
 
 
-def cons_start(cons: FeedConsumer, p: int) -> int:
+def cons_start(cons: Any, p: int) -> int:
     """The offset the consumer started ``p`` at (where a resumed split document lies)."""
     return int(cons._start[p])

@@ -10,6 +10,12 @@ DataLoader workers) that wrote it:
   record at ``offset`` (a document split between two batches). Resuming re-reads that record
   and drops ``skip`` tokens: the state holds no tokens, so its size does not depend on the
   documents (a few dozen bytes per partition);
+- ``shuffle``: ``null``, or ``{"seed": S, "block": B}`` for a shuffled epoch; the cursors
+  then count records in shuffled order (:mod:`pyclient.feed_shuffle`'s virtual offsets,
+  the same range and rules). States written before this field read as ``null``;
+- ``packing``: ``null``, or the :class:`pyclient.packing.Packer` options of a packed feed
+  (``bos_id``, ``max_doc_len``, ``long_docs``, ``labels``); ``skip`` then counts the
+  packer's tokens of the record (BOS included, truncation applied);
 - ``order``: the layout ``[world_size, num_workers]`` and reader -> partition next in its
   round-robin, used only to continue the same order under the same layout.
 
@@ -25,7 +31,10 @@ from typing import Any
 FORMAT = "pyclient.feed"
 VERSION = 2
 #: Fields that must agree for two states to be merged or for a state to be loaded.
-RUN_FIELDS = ("topic", "topic_id", "seq_len", "batch_size", "chunk", "epoch", "start", "end")
+RUN_FIELDS = ("topic", "topic_id", "seq_len", "batch_size", "chunk", "shuffle", "packing",
+              "epoch", "start", "end")
+#: The Packer options a packed feed records (pyclient.packing), with their defaults.
+PACKING = {"bos_id": None, "max_doc_len": None, "long_docs": "split", "labels": None}
 
 
 class LayoutError(ValueError):
@@ -53,9 +62,13 @@ def _pmap(v: Any, field: str) -> dict[int, Any]:
 
 
 def new_state(topic: str, topic_id: str | None, seq_len: int, batch_size: int, chunk: int,
-              epoch: int, start: dict[int, int], end: dict[int, int]) -> dict[str, Any]:
+              epoch: int, start: dict[int, int], end: dict[int, int],
+              shuffle: dict[str, int] | None = None,
+              packing: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "topic": topic, "topic_id": topic_id,
-            "seq_len": seq_len, "batch_size": batch_size, "chunk": chunk, "epoch": epoch,
+            "seq_len": seq_len, "batch_size": batch_size, "chunk": chunk,
+            "shuffle": None if shuffle is None else dict(shuffle),
+            "packing": None if packing is None else dict(packing), "epoch": epoch,
             "start": dict(start), "end": dict(end),
             "cursor": {p: [o, 0] for p, o in start.items()},
             "order": {"layout": None, "next": {}}, "skipped_records": 0}
@@ -82,6 +95,12 @@ def check(state: Any) -> dict[str, Any]:
                            "topic_id": tid}
     for f in ("seq_len", "batch_size", "chunk"):
         out[f] = _int(state.get(f), f, 1)
+    out["shuffle"] = _shuffle(state.get("shuffle"))
+    pk = state.get("packing")
+    try:
+        out["packing"] = None if pk is None else packing_options(pk)
+    except ValueError as e:
+        raise LayoutError(f"feed state field 'packing': {e}") from None
     for f in ("epoch", "skipped_records"):
         out[f] = _int(state.get(f), f)
     out["start"] = {p: _int(o, f"start.{p}") for p, o in _pmap(state.get("start"), "start").items()}
@@ -115,6 +134,34 @@ def check(state: Any) -> dict[str, Any]:
     out["order"] = {"layout": None if lay is None else [_int(x, "order.layout", 1) for x in lay],
                     "next": {str(g): _int(p, f"order.next.{g}")
                              for g, p in order.get("next", {}).items()}}
+    return out
+
+
+def _shuffle(v: Any) -> dict[str, int] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or set(v) != {"seed", "block"}:
+        raise LayoutError(f"feed state field 'shuffle': expected null or {{'seed': S, "
+                          f"'block': B}}, got {v!r}")
+    return {"seed": _int(v["seed"], "shuffle.seed"), "block": _int(v["block"], "shuffle.block", 1)}
+
+
+def packing_options(v: Any) -> dict[str, Any]:
+    """Packer options with their defaults filled in; unknown keys or bad values refused."""
+    if not isinstance(v, dict) or set(v) - set(PACKING):
+        raise ValueError(f"packing options: expected a dict with keys from {sorted(PACKING)}, "
+                         f"got {v!r}")
+    out = {**PACKING, **v}
+    for k in ("bos_id", "max_doc_len"):
+        x = out[k]
+        if x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 0):
+            raise ValueError(f"packing option {k!r}: expected None or an integer >= 0, got {x!r}")
+    if out["long_docs"] not in ("split", "truncate"):
+        raise ValueError(f"packing option 'long_docs': 'split' or 'truncate', got "
+                         f"{out['long_docs']!r}")
+    if out["labels"] not in (None, "all", "mask_boundaries"):
+        raise ValueError(f"packing option 'labels': None, 'all' or 'mask_boundaries', got "
+                         f"{out['labels']!r}")
     return out
 
 
@@ -158,17 +205,33 @@ def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
     for s in got[1:]:
         same_run(out, s)
         advance(out, s["cursor"], None, {})
-        if out["order"]["layout"] is None:  # a state that never yielded knows no order
-            out["order"] = {"layout": s["order"]["layout"], "next": dict(s["order"]["next"])}
-        elif s["order"]["layout"] == out["order"]["layout"]:
-            out["order"]["next"].update(s["order"]["next"])
         out["skipped_records"] = max(out["skipped_records"], s["skipped_records"])
+    # The order: a state that never yielded knows none; every state carries every reader's
+    # entry as it was when that process last saw it, so a reader's entry comes from the
+    # state in which that reader's partitions are furthest (its own, not a stale copy).
+    layout = next((s["order"]["layout"] for s in got if s["order"]["layout"] is not None), None)
+    nxt: dict[str, int] = {}
+    if layout is not None:
+        parts = sorted(out["end"])
+        readers = layout[0] * layout[1]
+        best: dict[str, tuple[Any, ...]] = {}
+        for s in got:
+            if s["order"]["layout"] != layout:
+                continue
+            for g, p in s["order"]["next"].items():
+                mine = parts[int(g)::readers] if int(g) < readers else []
+                progress = tuple(tuple(s["cursor"][q]) for q in mine)
+                if g not in best or progress > best[g]:
+                    best[g], nxt[g] = progress, p
+    out["order"] = {"layout": layout, "next": nxt}
     return out
 
 
 def to_json(state: dict[str, Any]) -> dict[str, Any]:
     """The state with string partition keys (what ``json.dumps`` writes anyway)."""
-    return {**state, "start": {str(p): o for p, o in state["start"].items()},
+    return {**state, "shuffle": None if state.get("shuffle") is None else dict(state["shuffle"]),
+            "packing": None if state.get("packing") is None else dict(state["packing"]),
+            "start": {str(p): o for p, o in state["start"].items()},
             "end": {str(p): o for p, o in state["end"].items()},
             "cursor": {str(p): list(c) for p, c in state["cursor"].items()},
             "order": {"layout": state["order"]["layout"], "next": dict(state["order"]["next"])}}

@@ -109,6 +109,8 @@ class Consumer:
         self._eof: dict[tuple[str, int], int] = {}
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        for t, p, _ in positions:  # an end-of-partition position is only news after a seek
+            self._eof.pop((t, p), None)
         self._c.assign([ck.TopicPartition(t, p, o if o >= 0 else ck.OFFSET_STORED)
                         for t, p, o in positions])
 
