@@ -11,7 +11,12 @@ a Hugging Face BPE of N tokens on the corpus first (untimed) and both sides deco
 for it, ``--tokenizer-json`` loads one. Each pipeline runs in its own process, ``--repeat``
 times alternating (median shown, min/max beside it); peak RSS is the child's VmHWM.
 "1st batch" is the time to the first batch (connect, metadata, first fetch); "gap" is the
-time between consecutive batches. Prints a table, writes JSON and a PNG chart.
+time between consecutive batches. ``--shuffle`` adds the feed with ``shuffle_seed=1``
+(blocks of ``--shuffle-block``) as a third pipeline and prints shuffled / unshuffled per
+run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
+workers over the feed and over the file (lines split across workers), a fixed ``S`` ms of
+"compute" per batch (a sleep), and the time the loop waits in ``next()`` for data, as a
+fraction of the loop's time. Prints a table, writes JSON and a PNG chart.
 
   python benchmarks/bench_feed.py --bootstrap-servers H1:9092,H2:9092,H3:9092 [--train-bpe 8000]
 """
@@ -46,7 +51,9 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
 
     tok, eos = _tokenizer(a)
     ds = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len, batch_size=a.batch_size,
-                           tokenizer=tok, eos_id=eos, backend=a.backend)
+                           tokenizer=tok, eos_id=eos, backend=a.backend,
+                           shuffle_seed=1 if a.child == "kafka-shuffle" else None,
+                           shuffle_block=a.shuffle_block)
     t0 = time.perf_counter()
     tokens = batches = 0
     marks = []
@@ -141,6 +148,86 @@ def child_file(a: argparse.Namespace) -> dict[str, Any]:
     return _result(t0, marks, tokens, batches)
 
 
+try:  # the training-loop simulation needs torch; the rest does not
+    from torch.utils.data import IterableDataset as _Dataset
+except ImportError:  # pragma: no cover
+    _Dataset = object  # type: ignore[assignment,misc]
+
+
+class FileFeed(_Dataset):  # type: ignore[misc,valid-type]
+    """The file pipeline as an IterableDataset: worker k of K takes lines i % K == k."""
+
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+
+    def __iter__(self) -> Any:
+        import torch
+
+        from pyclient.dataset import as_batch
+        from pyclient.tokenize import as_encoder, eos_of
+
+        info = torch.utils.data.get_worker_info()
+        k, nk = (info.id, info.num_workers) if info else (0, 1)
+        tok, eos_arg = _tokenizer(self.a)
+        encode, eos = as_encoder(tok), eos_of(tok, eos_arg)
+        need, buf = self.a.seq_len * self.a.batch_size, []
+        with open(self.a.corpus, "rb") as f:
+            pending: list[str] = []
+            for i, line in enumerate(f):
+                if i % nk != k:
+                    continue
+                pending.append(json.loads(line)["text"])
+                if len(pending) < 64:
+                    continue
+                for ids in encode(pending):
+                    buf.extend(ids)
+                    buf.append(eos)
+                pending = []
+                while len(buf) >= need:
+                    block, buf = buf[:need], buf[need:]
+                    yield {"input_ids": as_batch(block, self.a.batch_size, self.a.seq_len)}
+
+
+def child_train(a: argparse.Namespace) -> dict[str, Any]:
+    """A training loop: DataLoader(workers) -> fixed compute per step; time spent waiting."""
+    from torch.utils.data import DataLoader
+
+    from pyclient.dataset import KafkaTokenDataset
+
+    if a.source == "kafka":
+        tok, eos = _tokenizer(a)
+        ds: Any = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len,
+                                    batch_size=a.batch_size, tokenizer=tok, eos_id=eos,
+                                    backend=a.backend)
+    else:
+        ds = FileFeed(a)
+    loader = DataLoader(ds, batch_size=None, num_workers=a.workers)
+    step = a.step_ms / 1e3
+    t0 = time.perf_counter()
+    it = iter(loader)
+    wait = 0.0
+    first = None
+    tokens = batches = 0
+    while True:
+        w0 = time.perf_counter()
+        b = next(it, None)
+        w1 = time.perf_counter()
+        if b is None:
+            break
+        if first is None:
+            first = w1 - t0
+        else:
+            wait += w1 - w0
+        batches += 1
+        tokens += b["input_ids"].numel()
+        time.sleep(step)  # the model's step
+    total = time.perf_counter() - t0
+    steady = total - (first or 0)
+    return {"batches": batches, "tokens": tokens, "seconds": total, "first_s": first,
+            "wait_s": wait, "wait_frac": wait / steady if steady else None,
+            "batches_s": batches / total, "tokens_s": tokens / total}
+
+
 def train_bpe(corpus: Path, vocab: int, out: Path) -> tuple[str, int]:
     """A byte-level BPE trained on the corpus (not timed); returns (tokenizer.json, eos id)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -180,9 +267,17 @@ def main() -> int:
     ap.add_argument("--topic", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--state", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--source", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shuffle", action="store_true",
+                    help="add the shuffled feed (shuffle_seed=1) as a third pipeline")
+    ap.add_argument("--shuffle-block", type=int, default=1024)
+    ap.add_argument("--step-ms", type=float, default=0.0,
+                    help="add the training-loop simulation with this compute time per batch")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (--step-ms)")
     a = ap.parse_args()
     if a.child:
-        child = {"kafka": child_kafka, "file": child_file, "resume": child_resume}[a.child]
+        child = {"kafka": child_kafka, "kafka-shuffle": child_kafka, "file": child_file,
+                 "resume": child_resume, "train": child_train}[a.child]
         print(json.dumps(child(a)))
         return 0
 
@@ -209,20 +304,31 @@ def main() -> int:
             common += ["--eos-id", str(a.eos_id)]
         if a.backend:
             common += ["--backend", a.backend]
+        common += ["--shuffle-block", str(a.shuffle_block)]
         runs: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []}
+        if a.shuffle:
+            runs["kafka-shuffle"] = []
+        train: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []} if a.step_ms else {}
         for _ in range(a.repeat):  # alternate, so both see the same background
             for name in runs:
                 res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
                 runs[name].append({**res, "tokens_s": res["tokens"] / res["seconds"],
                                    "rss_mib": ru.ru_maxrss / 1024, "wall_s": wall,
                                    "cpu_s": ru.ru_utime + ru.ru_stime})
+            for src in train:
+                res, ru, wall = run_child([sys.executable, __file__, "--child", "train",
+                                           "--source", src, "--step-ms", str(a.step_ms),
+                                           "--workers", str(a.workers), *common])
+                train[src].append({**res, "cpu_s": ru.ru_utime + ru.ru_stime})
         a.topic = topic
         resumes = resume_times(a, common, out)
         rows = []
         for name, rs in runs.items():
             med = sorted(rs, key=lambda r: r["tokens_s"])[len(rs) // 2]
+            label = {"file": "local JSONL", "kafka": "pyclient dataset",
+                     "kafka-shuffle": f"pyclient dataset, shuffled (block {a.shuffle_block})"}
             rows.append({**med,
-                         "name": f"{name} ({'local JSONL' if name == 'file' else 'pyclient dataset'})",
+                         "name": f"{name} ({label[name]})",
                          "min_tokens_s": min(r["tokens_s"] for r in rs),
                          "max_tokens_s": max(r["tokens_s"] for r in rs),
                          "docs_s": a.records / med["seconds"],
@@ -244,6 +350,22 @@ def main() -> int:
                        ("p99_ms", "gap p99 ms", ".2f"), ("rss_mib", "peak RSS MiB", ".0f"),
                        ("cpu_s", "CPU s", ".1f"), ("x_file", "x file", ".2f")]))
     print("kafka / file per run pair: " + ", ".join(f"{x:.2f}" for x in pairs))
+    if a.shuffle:
+        sp = [s["tokens_s"] / k["tokens_s"] for k, s in zip(runs["kafka"], runs["kafka-shuffle"])]
+        print("shuffled / unshuffled per run pair: " + ", ".join(f"{x:.2f}" for x in sp))
+    if train:
+        trows = []
+        for src, rs in train.items():
+            med = sorted(rs, key=lambda r: r["wait_frac"])[len(rs) // 2]
+            trows.append({**med, "name": src, "max_wait": max(r["wait_frac"] for r in rs),
+                          "runs": rs})
+        print(f"training-loop simulation: DataLoader({a.workers} workers), {a.step_ms:g} ms "
+              "compute per batch; wait = time in next() after the first batch / loop time:")
+        print(table(trows, [("name", "source", "s"), ("first_s", "1st batch s", ".2f"),
+                            ("wait_frac", "wait fraction", ".4f"),
+                            ("max_wait", "max", ".4f"), ("batches_s", "batches/s", ".2f"),
+                            ("tokens_s", "tokens/s", ",.0f"), ("cpu_s", "CPU s", ".1f")]))
+        rows.extend({**r, "name": f"train loop ({r['name']})"} for r in trows)
     print("resume (state loaded -> first batch), by the position of the saved offsets:")
     print(table(resumes, [("name", "state", "s"), ("build_s", "build s", ".3f"),
                           ("load_s", "load_state_dict s", ".3f"),

@@ -21,7 +21,7 @@ cursor lies in, permutes it again (the same records, the same permutation) and c
 the cursor.
 
 Cost: a reader holds at most two blocks per partition (the one it delivers, the next one
-fetched ahead) and seeks once per block; ``block`` trades shuffle locality for seeks
+fetched ahead) and seeks once per block (the partition alone; the others keep fetching); ``block`` trades shuffle locality for seeks
 (docs/pyclient.md, "Shuffle"). The permutation uses ``random.Random.random()`` only (its
 sequence for a seed is stable across Python versions; ``shuffle()``'s is not promised).
 """
@@ -89,7 +89,8 @@ class ShuffledConsumer:
         self._fetch_k: dict[int, int] = {}    # p -> block being fetched
         self._raw: dict[int, list[Record]] = {}
         self._next_off: dict[int, int] = {}   # p -> next offset the fetch expects
-        self._assigned: dict[int, int] = {}   # p -> block the assignment fetches
+        self._assigned: set[int] | None = None  # partitions assigned (once)
+        self._paused: set[int] = set()
         for p in sorted(partitions):
             order, vstart = block_plan(seed, epoch, p, start[p], end[p], block)
             self._plan[p] = (order, vstart)
@@ -129,8 +130,9 @@ class ShuffledConsumer:
 
     # -- fetch scheduling ----------------------------------------------------------------
     def _schedule(self) -> None:
-        """Fetch, per partition, the first block of ``k``, ``k+1`` not read yet; re-assign
-        when that changes (a seek)."""
+        """Fetch, per partition, the first block of ``k``, ``k+1`` not read yet: the first
+        call assigns every partition there; later changes seek (or pause a partition with
+        nothing to fetch, and resume it with a seek when it has again)."""
         want: dict[int, int] = {}
         for p in self._order:
             order = self._plan[p][0]
@@ -138,17 +140,35 @@ class ShuffledConsumer:
                 if k < len(order) and k not in self._ready[p]:
                     want[p] = k
                     break
-        if want == self._assigned:
+        if self._assigned is None:
+            for p, k in want.items():
+                self._start_fetch(p, k)
+            self._assigned = set(want)
+            self._c.assign([(self.topic, p, self._next_off[p]) for p in sorted(want)])
             return
-        for p, k in want.items():
-            if self._fetch_k.get(p) != k:
-                self._fetch_k[p], self._raw[p] = k, []
-                self._next_off[p] = self._plan[p][0][k][0]
-        for p in list(self._fetch_k):
-            if p not in want:
-                del self._fetch_k[p], self._raw[p], self._next_off[p]
-        self._assigned = want
-        self._c.assign([(self.topic, p, self._next_off[p]) for p in sorted(want)])
+        for p in sorted(set(want) | set(self._fetch_k)):
+            k = want.get(p)
+            if k is not None and self._fetch_k.get(p) == k:
+                continue
+            if k is None:
+                if p in self._fetch_k:
+                    del self._fetch_k[p], self._raw[p], self._next_off[p]
+                if p not in self._paused:
+                    self._c.pause([(self.topic, p)])
+                    self._paused.add(p)
+                continue
+            self._start_fetch(p, k)
+            self._c.seek(self.topic, p, self._next_off[p])
+            if p in self._paused:
+                self._c.resume([(self.topic, p)])
+                self._paused.discard(p)
+        for p in self._assigned - set(self._order) - self._paused:  # finished partitions
+            self._c.pause([(self.topic, p)])
+            self._paused.add(p)
+
+    def _start_fetch(self, p: int, k: int) -> None:
+        self._fetch_k[p], self._raw[p] = k, []
+        self._next_off[p] = self._plan[p][0][k][0]
 
     def _complete(self, p: int) -> None:
         k = self._fetch_k[p]
@@ -156,16 +176,18 @@ class ShuffledConsumer:
         recs = self._raw[p]
         self._ready[p][k] = [recs[i] for i in permute(len(recs), self.seed, self.epoch, p, a)]
         del self._fetch_k[p], self._raw[p], self._next_off[p]
+        self._schedule()  # seek to the next block now, or pause
 
     def _fetch(self, timeout: float) -> None:
         self._schedule()
-        if not self._assigned:
+        if not self._fetch_k:
             return
         recs = self._c.consume(10000, timeout, self._meta)
-        seen = set()
+        seen, moved = set(), set()
         for p, run in groupby(recs, key=_partition):
-            if p not in self._fetch_k:
-                continue
+            if p not in self._fetch_k or p in moved:
+                continue  # not fetching, or its block completed earlier in this batch (the
+                # rest of the batch was fetched before the seek to its next block)
             seen.add(p)
             a, b = self._plan[p][0][self._fetch_k[p]]
             grp = list(run)
@@ -176,8 +198,10 @@ class ShuffledConsumer:
                 self._raw[p].extend(grp[i:j])
                 self._next_off[p] = grp[j - 1].offset + 1
             if self._next_off[p] >= b or j < len(grp):
+                moved.add(p)
                 self._complete(p)
         idle = [p for p in self._fetch_k if p not in seen]
+        self._schedule()
         if idle:  # a block ending in offsets without records (markers, compaction)
             for p, at in self._c.fetch_positions(self.topic, idle).items():
                 if at >= self._plan[p][0][self._fetch_k[p]][1]:

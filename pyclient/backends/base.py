@@ -96,6 +96,10 @@ class ConsumerBackend(Protocol):
 
     def resume(self, parts: Sequence[TopicPartition]) -> None: ...
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Fetch an assigned partition from ``offset`` on; records fetched before the seek
+        are not returned after it (both clients version their fetches)."""
+
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Synchronously commit next-offsets-to-read."""
 

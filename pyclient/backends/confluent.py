@@ -159,6 +159,10 @@ class Consumer:
     def resume(self, parts: Sequence[TopicPartition]) -> None:
         self._c.resume([ck.TopicPartition(t, p) for t, p in parts])
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self._eof.pop((topic, partition), None)
+        self._c.seek(ck.TopicPartition(topic, partition, offset))
+
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if offsets:
             tps = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]

@@ -160,6 +160,9 @@ class Consumer:
     def resume(self, parts: Sequence[TopicPartition]) -> None:
         self._c.resume(*[KTP(t, p) for t, p in parts])
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self._c.seek(KTP(topic, partition), offset)
+
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if offsets:
             self._c.commit({KTP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
