@@ -7,7 +7,8 @@ agrees with all ranks (one ``all_reduce`` of one integer) on whether to go on:
 
 - ``policy="pad"``: go on while any rank has a batch; a rank without one gets a padding
   batch shaped like its last one (``input_ids`` = ``pad_id``, ``attention_mask`` all 0,
-  ``kafka_state`` None, ``padding`` True). Nothing is dropped.
+  ``kafka_state`` None, ``padding`` True; after packed batches also ``doc_ids`` -1,
+  ``position_ids`` 0, ``labels`` -100, ``cu_seqlens`` ``[0]`` per row). Nothing is dropped.
 - ``policy="drop"``: stop as soon as any rank has none; the other ranks' remaining batches
   of the epoch are not trained on (their records stay unread in the state: a resume of this
   epoch would deliver them; the next epoch reads everything again).
@@ -49,5 +50,12 @@ def even_batches(batches: Iterable[dict[str, Any]], policy: Literal["pad", "drop
             raise RuntimeError("even_batches(policy='pad'): this rank has no batch yet to shape "
                                "a padding batch on; pass shape=(batch_size, seq_len)")
         x = last["input_ids"] if last is not None else torch.zeros(shape, dtype=torch.int64)
-        yield {"input_ids": torch.full_like(x, pad_id), "attention_mask": torch.zeros_like(x),
+        pad = {"input_ids": torch.full_like(x, pad_id), "attention_mask": torch.zeros_like(x),
                "kafka_state": None, "padding": True}
+        if last is not None:  # packed batches (packing=): the segment fields, all padding
+            for k, fill in (("doc_ids", -1), ("position_ids", 0), ("labels", -100)):
+                if k in last:
+                    pad[k] = torch.full_like(x, fill)
+            if "cu_seqlens" in last:
+                pad["cu_seqlens"] = [[0] for _ in range(x.shape[0])]
+        yield pad
