@@ -292,6 +292,15 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
             st["cursor"][p] = [new_o, st["cursor"][p][1] if new_o == o else 0]
 
     @property
+    def delivered(self) -> dict[str, Any]:
+        """What this epoch delivered in taken batches: ``{"docs", "tokens", "partitions":
+        {p: {"docs", "tokens"}}}`` (a document counts once its last token was taken; tokens
+        include EOS, never padding). Layout-independent, like the cursors."""
+        per = {p: {"docs": d, "tokens": t} for p, (d, t) in self._state["delivered"].items()}
+        return {"docs": sum(v["docs"] for v in per.values()),
+                "tokens": sum(v["tokens"] for v in per.values()), "partitions": per}
+
+    @property
     def skipped_records(self) -> int:
         """Records skipped under ``on_missing="skip"`` since this state's run began."""
         return int(self._state["skipped_records"])
@@ -312,7 +321,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
             raise LayoutError(f"this batch comes from epoch plan {bs['plan']}, the dataset is "
                               f"at {self._key()}: call update() with batches of the current epoch")
         fs.advance(self._state, {int(p): c for p, c in bs["cursor"].items()}, bs["layout"],
-                   {str(bs["reader"]): bs["next"]} if bs["next"] is not None else {})
+                   {str(bs["reader"]): bs["next"]} if bs["next"] is not None else {},
+                   {int(p): c for p, c in bs.get("delivered", {}).items()})
 
     # -- iteration -------------------------------------------------------------------------
     def layout(self) -> tuple[int, int, int, int]:
@@ -337,13 +347,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         mine = split_partitions(sorted(st["end"]), reader, readers)
         key, layout = self._key(), [world, nworkers]
         nxt = st["order"]["next"].get(str(reader)) if st["order"]["layout"] == layout else None
-        for block, cursors, nxt_p, valid in read_batches(self, mine, nxt):
+        for block, cursors, nxt_p, valid, got in read_batches(self, mine, nxt):
             if block is None:  # the epoch's end: nothing left to take (drop mode's tail)
-                fs.advance(st, cursors, None, {})
+                fs.advance(st, cursors, None, {}, got)
                 return
             bstate = {"plan": key, "reader": reader, "layout": layout,
-                      "cursor": cursors, "next": nxt_p}
-            fs.advance(st, cursors, layout, {str(reader): nxt_p} if nxt_p is not None else {})
+                      "cursor": cursors, "next": nxt_p, "delivered": got}
+            fs.advance(st, cursors, layout, {str(reader): nxt_p} if nxt_p is not None else {},
+                       got)
             if isinstance(block, dict):  # a Packer batch (packing=)
                 yield {**{k: (v if k == "cu_seqlens" else
                               as_batch([t for row in v for t in row], self.batch_size,

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from .dataset import KafkaTokenDataset
 
 Cursors = dict[int, list[int]]
-#: (tokens or None at the end, cursors after it, next partition, real tokens in it)
-Step = tuple["list[int] | None", Cursors, "int | None", int]
+#: Per partition [documents, tokens] delivered in taken batches (this epoch, absolute).
+Counts = dict[int, list[int]]
+#: (tokens or None at the end, cursors after it, next partition, real tokens in it, counts)
+Step = tuple["list[int] | None", Cursors, "int | None", int, Counts]
 
 
 def read_batches(ds: KafkaTokenDataset, mine: list[int], nxt: int | None) -> Iterator[Step]:
@@ -75,6 +77,10 @@ def _pack(ds: KafkaTokenDataset, cons: Any, todo: list[int],
     pend: dict[int, deque[list[int]]] = {p: deque() for p in todo}  # same lists, per partition
     used = 0                                     # tokens of docs[0] yielded beyond its skip
     ndocs = ntok = 0
+    got = {p: list(ds._state["delivered"].get(p, (0, 0))) for p in todo}
+
+    def counts() -> Counts:
+        return {p: list(c) for p, c in got.items()}
 
     def cursors() -> Cursors:
         out: Cursors = {}
@@ -101,15 +107,18 @@ def _pack(ds: KafkaTokenDataset, cons: Any, todo: list[int],
                 left = len(buf) - h
                 if left and ds.last_batch == "pad":
                     block = buf[h:] + [ds.pad_id] * (need - left)
+                    for i, d in enumerate(docs):  # all of them end in this batch
+                        got[d[0]][0] += 1
+                        got[d[0]][1] += d[2] - (used if i == 0 else 0)
                     docs.clear()
                     for q in pend.values():
                         q.clear()
-                    yield block, cursors(), None, left
+                    yield block, cursors(), None, left, counts()
                 else:
                     docs.clear()
                     for q in pend.values():
                         q.clear()
-                yield None, cursors(), None, 0
+                yield None, cursors(), None, 0, counts()
                 return
             if guard:
                 guard = False
@@ -151,10 +160,13 @@ def _pack(ds: KafkaTokenDataset, cons: Any, todo: list[int],
                 used = 0
                 docs.popleft()
                 pend[d[0]].popleft()
+                got[d[0]][0] += 1
+                got[d[0]][1] += left
             else:
                 used += rem
+                got[d[0]][1] += rem
                 rem = 0
-        yield block, cursors(), nxt(), need
+        yield block, cursors(), nxt(), need, counts()
 
 
 def _pack_rows(ds: KafkaTokenDataset, cons: Any, todo: list[int],
@@ -167,16 +179,22 @@ def _pack_rows(ds: KafkaTokenDataset, cons: Any, todo: list[int],
     for p, s in skip.items():
         packer.resume_at(p, cons_start(cons, p), s)
     encode, guard = _encoder(ds), ds.records == "text"
+    base = {p: list(ds._state["delivered"].get(p, (0, 0))) for p in todo}
 
     def cursors() -> Cursors:
         pend = packer.pending()
         return {p: list(pend[p]) if p in pend else [cons.positions[p], 0] for p in todo}
 
+    def counts() -> Counts:  # the packer counts real tokens (BOS/EOS included, no padding)
+        src = packer.source_counts()
+        return {p: [base[p][0] + src.get(p, {}).get("docs", 0),
+                    base[p][1] + src.get(p, {}).get("tokens", 0)] for p in todo}
+
     while True:
         b = packer.pop()
         if b is not None:
             nxt = packer.next_source()
-            yield b, cursors(), cons.next_partition if nxt is None else nxt, 0
+            yield b, cursors(), cons.next_partition if nxt is None else nxt, 0, counts()
             continue
         recs = cons.consume(ds.tokenize_batch, timeout=1.0)
         if not recs:
@@ -184,8 +202,8 @@ def _pack_rows(ds: KafkaTokenDataset, cons: Any, todo: list[int],
                 continue
             b = packer.finish()
             if b is not None:
-                yield b, cursors(), None, 0
-            yield None, cursors(), None, 0
+                yield b, cursors(), None, 0, counts()
+            yield None, cursors(), None, 0, counts()
             return
         if guard:
             guard = False

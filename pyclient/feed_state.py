@@ -16,6 +16,10 @@ DataLoader workers) that wrote it:
 - ``packing``: ``null``, or the :class:`pyclient.packing.Packer` options of a packed feed
   (``bos_id``, ``max_doc_len``, ``long_docs``, ``labels``); ``skip`` then counts the
   packer's tokens of the record (BOS included, truncation applied);
+- ``delivered``: partition -> ``[documents, tokens]`` of the epoch in taken batches (a
+  document counts once its last token is in one; tokens include EOS, never padding); like
+  the cursors they only grow and one reader writes each partition, so merging takes the
+  furthest. States written before this field read as zeros;
 - ``order``: the layout ``[world_size, num_workers]`` and reader -> partition next in its
   round-robin, used only to continue the same order under the same layout.
 
@@ -71,6 +75,7 @@ def new_state(topic: str, topic_id: str | None, seq_len: int, batch_size: int, c
             "packing": None if packing is None else dict(packing), "epoch": epoch,
             "start": dict(start), "end": dict(end),
             "cursor": {p: [o, 0] for p, o in start.items()},
+            "delivered": {p: [0, 0] for p in start},
             "order": {"layout": None, "next": {}}, "skipped_records": 0}
 
 
@@ -123,6 +128,14 @@ def check(state: Any) -> dict[str, Any]:
     for p, o in out["start"].items():
         cur.setdefault(p, [o, 0])
     out["cursor"] = cur
+    got: dict[int, list[int]] = {}
+    for p, c in _pmap(state.get("delivered", {}), "delivered").items():
+        f = f"delivered.{p}"
+        if not isinstance(c, (list, tuple)) or len(c) != 2 or p not in out["end"]:
+            raise LayoutError(f"feed state field {f!r}: expected [documents, tokens] of a "
+                              f"partition of the epoch, got {c!r}")
+        got[p] = [_int(c[0], f + "[0]"), _int(c[1], f + "[1]")]
+    out["delivered"] = {p: got.get(p, [0, 0]) for p in out["end"]}
     order = state.get("order")
     if not isinstance(order, dict) or not isinstance(order.get("next", {}), dict):
         raise LayoutError("feed state field 'order': expected {'layout': [W, K] | null, "
@@ -183,12 +196,17 @@ def _short(v: Any) -> str:
 
 
 def advance(state: dict[str, Any], cursors: dict[int, list[int]], layout: list[int] | None,
-            nxt: dict[str, int]) -> None:
-    """Move ``state``'s cursors forward to ``cursors`` (never back) and record the order."""
+            nxt: dict[str, int], delivered: dict[int, list[int]] | None = None) -> None:
+    """Move ``state``'s cursors and delivered counts forward (never back) and record the
+    order."""
     cur = state["cursor"]
     for p, c in cursors.items():
         if tuple(c) > tuple(cur[p]):
             cur[p] = list(c)
+    got = state["delivered"]
+    for p, c in (delivered or {}).items():
+        if tuple(c) > tuple(got[p]):
+            got[p] = list(c)
     if layout is not None:
         if state["order"]["layout"] != layout:
             state["order"] = {"layout": list(layout), "next": {}}
@@ -204,7 +222,7 @@ def merge(states: list[dict[str, Any]]) -> dict[str, Any]:
     out = check(got[0])
     for s in got[1:]:
         same_run(out, s)
-        advance(out, s["cursor"], None, {})
+        advance(out, s["cursor"], None, {}, s["delivered"])
         out["skipped_records"] = max(out["skipped_records"], s["skipped_records"])
     # The order: a state that never yielded knows none; every state carries every reader's
     # entry as it was when that process last saw it, so a reader's entry comes from the
@@ -234,4 +252,5 @@ def to_json(state: dict[str, Any]) -> dict[str, Any]:
             "start": {str(p): o for p, o in state["start"].items()},
             "end": {str(p): o for p, o in state["end"].items()},
             "cursor": {str(p): list(c) for p, c in state["cursor"].items()},
+            "delivered": {str(p): list(c) for p, c in state["delivered"].items()},
             "order": {"layout": state["order"]["layout"], "next": dict(state["order"]["next"])}}
