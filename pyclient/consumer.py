@@ -82,7 +82,40 @@ def reader_index(rank: int, world_size: int, worker: int, num_workers: int) -> t
     return rank * num_workers + worker, world_size * num_workers
 
 
-class FeedConsumer:
+def drain_loop(reader: Any, n: int, timeout: float) -> list[Record]:
+    """Up to ``n`` records from ``reader``'s ``_drain(out, n)``, fetching (``_fetch(t)``) in
+    turns of at most 0.5 s until ``n`` are there, ``at_end()``, or ``timeout`` passed."""
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        reader._drain(out, n)
+        if len(out) >= n or reader.at_end():
+            return out
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out
+        reader._fetch(min(left, 0.5))
+
+
+class RoundRobin:
+    """A reader's turn over its sorted partitions ``_order``, at index ``_rr``."""
+
+    _order: list[int]
+    _rr: int
+
+    @property
+    def next_partition(self) -> int | None:
+        """The partition whose record comes next in the round-robin (part of a resume state)."""
+        return self._order[self._rr % len(self._order)] if self._order else None
+
+    @next_partition.setter
+    def next_partition(self, p: int | None) -> None:
+        """Start the round-robin at ``p`` (from a saved state; ignored if not ours)."""
+        if p is not None and p in self._order:
+            self._rr = self._order.index(p)
+
+
+class FeedConsumer(RoundRobin):
     """Read ``topic`` in batches.
 
     ``partitions``: read exactly these (``assign``), or a function that picks them from the
@@ -210,32 +243,12 @@ class FeedConsumer:
         """True when ``stop_at_end`` and every partition is read up to its end offset."""
         return self.stop_at_end and all(self._finished(p) for p in self._order)
 
-    @property
-    def next_partition(self) -> int | None:
-        """The partition whose record comes next in the round-robin (part of a resume state)."""
-        return self._order[self._rr % len(self._order)] if self._order else None
-
-    @next_partition.setter
-    def next_partition(self, p: int | None) -> None:
-        """Start the round-robin at ``p`` (from a saved state; ignored if not ours)."""
-        if p is not None and p in self._order:
-            self._rr = self._order.index(p)
-
     # -- reading ---------------------------------------------------------------------------
     def consume(self, num_messages: int, timeout: float = 1.0) -> list[Record]:
         """Return up to ``num_messages`` records; they count as taken from now on."""
-        out: list[Record] = []
-        deadline = time.monotonic() + timeout
         if self._group:
             self._fetch(0)  # serve rebalance callbacks even while records are buffered
-        while True:
-            self._drain(out, num_messages)
-            if len(out) >= num_messages or self.at_end():
-                return out
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return out
-            self._fetch(min(left, 0.5))
+        return drain_loop(self, num_messages, timeout)
 
     def _drain(self, out: list[Record], n: int) -> None:
         order, bufs, pos, k = self._order, self._bufs, self.positions, self.chunk

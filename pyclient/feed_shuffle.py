@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from bisect import bisect_left, bisect_right
 from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
 from .backends import Record, make_consumer
+from .consumer import RoundRobin, drain_loop
 
 _partition = attrgetter("partition")
 _offset = attrgetter("offset")
@@ -69,7 +69,7 @@ def block_plan(seed: int, epoch: int, partition: int, start: int, end: int,
     return order, vstart
 
 
-class ShuffledConsumer:
+class ShuffledConsumer(RoundRobin):
     """What :func:`pyclient.feed_reader._pack` needs of a consumer (``consume``,
     ``positions``, ``at_end``, ``next_partition``, ``_start``, ``_meta``, ``close``), for a
     shuffled epoch. ``cursor``: partition -> virtual offset to continue at. Records come out
@@ -114,16 +114,6 @@ class ShuffledConsumer:
         except BaseException:
             self._c.close()
             raise
-
-    # -- round-robin -------------------------------------------------------------------
-    @property
-    def next_partition(self) -> int | None:
-        return self._order[self._rr % len(self._order)] if self._order else None
-
-    @next_partition.setter
-    def next_partition(self, p: int | None) -> None:
-        if p is not None and p in self._order:
-            self._rr = self._order.index(p)
 
     def at_end(self) -> bool:
         return not self._order
@@ -210,16 +200,7 @@ class ShuffledConsumer:
 
     # -- delivery ------------------------------------------------------------------------
     def consume(self, num_messages: int, timeout: float = 1.0) -> list[Record]:
-        out: list[Record] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            self._drain(out, num_messages)
-            if len(out) >= num_messages or self.at_end():
-                return out
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return out
-            self._fetch(min(left, 0.5))
+        return drain_loop(self, num_messages, timeout)
 
     def _drain(self, out: list[Record], n: int) -> None:
         while len(out) < n and self._order:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pyclient.dataset import KafkaTokenDataset, LayoutError, merge_state_dicts
+from pyclient.dataset import KafkaTokenDataset, LayoutError
 from test_dataset import check_once, real, tagged
 from test_feed_elastic import _reader
-from test_feed_shuffle import N, _docs, _fill
+from test_feed_shuffle import N, _docs, _fill, dataloader_stop_resume, random_stops
 
 BOS = 0
 
@@ -107,26 +107,12 @@ def test_random_stops_resume_the_uninterrupted_packed_stream(
     world, workers = 1, rng.randint(2, 3)
     base = _ds(bootstrap, name, **kw)
     whole = {k: [_key(b) for b in _reader(base, 0, world, k, workers)] for k in range(workers)}
-    got: dict[int, list[str]] = {k: [] for k in whole}
-    state: dict[str, Any] | None = None
-    for _ in range(40):
-        base = _ds(bootstrap, name, state, **kw)
-        if base.epoch == 1:
-            break
-        states = []
-        for k in range(workers):
-            rd = _reader(base, 0, world, k, workers)
-            it = iter(rd)
-            for _, b in zip(range(rng.choice((0, 1, 2, 5, 10**6))), it):
-                got[k].append(_key(b))
-            it.close()
-            states.append(rd.state_dict())
-        rng.shuffle(states)
-        state = json.loads(json.dumps(merge_state_dicts(states)))
+    got, state = random_stops(lambda st: _ds(bootstrap, name, st, **kw), world, workers, rng,
+                              (0, 1, 2, 5, 10**6), _key)
     assert got == whole
     every = [t for k in got for b in got[k] for t in real([json.loads(b)])]
     check_once([t for t in every if t != BOS], docs)
-    assert state is not None  # the packer's counts: BOS and EOS included, padding not
+    # the packer's counts: BOS and EOS included, padding not
     assert sum(d for d, _ in state["delivered"].values()) == len(docs)
     assert sum(t for _, t in state["delivered"].values()) == len(every)
 
@@ -134,34 +120,11 @@ def test_random_stops_resume_the_uninterrupted_packed_stream(
 def test_dataloader_workers_resume_the_packed_batches(bootstrap: str,
                                                       topic: tuple[str, list[str]]) -> None:
     pytest.importorskip("torch")
-    from torch.utils.data import DataLoader
-
     name, docs = topic
     kw: dict[str, Any] = {"packing": {"bos_id": BOS, "labels": "mask_boundaries"},
                           "shuffle_seed": 5, "shuffle_block": 16}
 
-    def loader(ds: KafkaTokenDataset) -> Any:
-        return DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn")
-
-    def per_reader(batches: list[dict[str, Any]]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        for b in batches:
-            out.setdefault(b["kafka_state"]["reader"], []).append(_key(b))
-        return out
-
-    whole = list(loader(_ds(bootstrap, name, **kw)))
-    ds = _ds(bootstrap, name, **kw)
-    taken = []
-    for batch in loader(ds):
-        taken.append(batch)
-        ds.update(batch)
-        if len(taken) == 3:
-            break
-    again = _ds(bootstrap, name, json.loads(json.dumps(ds.state_dict())), **kw)
-    for batch in loader(again):
-        taken.append(batch)
-        again.update(batch)
-    assert per_reader(taken) == per_reader(whole)
+    taken, _ = dataloader_stop_resume(lambda st: _ds(bootstrap, name, st, **kw), "spawn", _key)
     check_once([t for t in real(taken) if t != BOS], docs)
 
 

@@ -11,6 +11,7 @@ import copy
 import json
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -145,28 +146,12 @@ def test_random_stops_resume_the_uninterrupted_stream(bootstrap: str,
     block = rng.choice((1, 5, 16, 64))
     kw = {"shuffle_block": block, "shuffle_seed": shuffle}
     whole = _stream(bootstrap, name, world, workers, **kw)
-    got: dict[int, list[str]] = {g: [] for g in whole}
-    state: dict[str, Any] | None = None
-    for _ in range(40):
-        base = _ds(bootstrap, name, state, **kw)
-        if base.epoch == 1:
-            break
-        states = []
-        for r in range(world):
-            for k in range(workers):
-                rd = _reader(base, r, world, k, workers)
-                it = iter(rd)
-                for _, b in zip(range(rng.choice((0, 1, 2, 3, 7, 10**6))), it):
-                    got[r * workers + k].append(_key(b))
-                it.close()
-                states.append(rd.state_dict())
-        rng.shuffle(states)
-        state = json.loads(json.dumps(merge_state_dicts(states)))
+    got, state = random_stops(lambda st: _ds(bootstrap, name, st, **kw), world, workers, rng,
+                              (0, 1, 2, 3, 7, 10**6), _key)
     assert _ds(bootstrap, name, state, **kw).epoch == 1
     assert got == whole, (world, workers, block)
     tokens = real([json_batch(k) for g in sorted(got) for k in got[g]])
     check_once(tokens, docs)
-    assert state is not None
     assert sum(d for d, _ in state["delivered"].values()) == len(docs)
     assert sum(t for _, t in state["delivered"].values()) == len(tokens)
 
@@ -197,6 +182,32 @@ def test_a_range_of_batches_is_skipped_deterministically(bootstrap: str,
     assert [_key(b) for b in out] == [_key(b) for b in whole[7:]]
     assert spike.delivered["tokens"] == len(real(whole))
     assert spike.delivered["docs"] == len(docs)
+
+
+def random_stops(make: Callable[[dict[str, Any] | None], KafkaTokenDataset], world: int,
+                 workers: int, rng: random.Random, takes: tuple[int, ...],
+                 key: Callable[[dict[str, Any]], str]) -> tuple[dict[int, list[str]], dict[str, Any]]:
+    """Rounds of one layout: every reader takes a random number of batches (from ``takes``),
+    the states are merged in random order through JSON and resumed, until the epoch ends.
+    Returns each reader's batches (as ``key``) and the last merged state."""
+    got: dict[int, list[str]] = {g: [] for g in range(world * workers)}
+    state: dict[str, Any] = {}
+    for _ in range(40):
+        base = make(state or None)
+        if base.epoch == 1:
+            break
+        states = []
+        for r in range(world):
+            for k in range(workers):
+                rd = _reader(base, r, world, k, workers)
+                it = iter(rd)
+                for _, b in zip(range(rng.choice(takes)), it):
+                    got[r * workers + k].append(key(b))
+                it.close()
+                states.append(rd.state_dict())
+        rng.shuffle(states)
+        state = json.loads(json.dumps(merge_state_dicts(states)))
+    return got, state
 
 
 def json_batch(k: str) -> dict[str, Any]:
@@ -310,9 +321,20 @@ def test_dataloader_workers_stop_and_resume_the_same_batches(
     through JSON into a new DataLoader; per worker, the batches equal the uninterrupted
     2-worker run's, in order."""
     pytest.importorskip("torch")
-    from torch.utils.data import DataLoader
-
     name, docs = topic
+    taken, _ = dataloader_stop_resume(lambda st: _ds(bootstrap, name, st), start_method,
+                                      _key)
+    check_once(real(taken), docs)
+
+
+def dataloader_stop_resume(make: Callable[[dict[str, Any] | None], KafkaTokenDataset],
+                           start_method: str, key: Callable[[dict[str, Any]], str]
+                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The docs' loop with DataLoader(num_workers=2): the uninterrupted run, and a run
+    stopped after 3 batches, its state through JSON into a new dataset and DataLoader; per
+    reader (worker) the two give the same batches in the same order. Returns (taken,
+    uninterrupted)."""
+    from torch.utils.data import DataLoader
 
     def loader(ds: KafkaTokenDataset) -> Any:
         return DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=start_method)
@@ -320,20 +342,21 @@ def test_dataloader_workers_stop_and_resume_the_same_batches(
     def per_reader(batches: list[dict[str, Any]]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for b in batches:
-            out.setdefault(b["kafka_state"]["reader"], []).append(_key(b))
+            out.setdefault(b["kafka_state"]["reader"], []).append(key(b))
         return out
 
-    whole = list(loader(_ds(bootstrap, name)))
-    ds = _ds(bootstrap, name)
+    whole = list(loader(make(None)))
+    ds = make(None)
     taken = []
     for batch in loader(ds):
         taken.append(batch)
         ds.update(batch)
         if len(taken) == 3:
             break
-    again = _ds(bootstrap, name, json.loads(json.dumps({"feed": ds.state_dict()}))["feed"])
+    again = make(json.loads(json.dumps({"feed": ds.state_dict()}))["feed"])
     for batch in loader(again):
         taken.append(batch)
         again.update(batch)
     assert per_reader(taken) == per_reader(whole)
-    check_once(real(taken), docs)
+    assert len({b["kafka_state"]["reader"] for b in taken}) == 2
+    return taken, whole
