@@ -394,3 +394,36 @@ def test_all_new_messages_at_once_in_any_host_order() -> None:
         c = broken()
         rng.shuffle(c["hosts"])
         assert sorted(errors(c)) == want
+
+
+def test_resolved_counts_a_name_with_several_addresses_as_resolved() -> None:
+    """IPv4 + IPv6 (or several NICs) is a name that resolves (the per-name getent module run
+    this replaced counted addresses through the bool filter: 2 addresses read as False)."""
+    out = ("== kb01.example.com\n10.0.0.1 STREAM kb01.example.com\n10.0.0.1 DGRAM\n"
+           "2001:db8::1 STREAM\n2001:db8::1 RAW\n== kb02.example.com\n== 10.0.0.3\n10.0.0.3 STREAM 10.0.0.3\n")
+    r = hp.resolved(out, "kb01.example.com")
+    assert r == {"resolves": {"kb01.example.com": True, "kb02.example.com": False, "10.0.0.3": True},
+                 "listener_resolved": ["10.0.0.1", "2001:db8::1"]}
+    assert hp.resolved(out, None)["listener_resolved"] == []
+    assert hp.resolved("", "x") == {"resolves": {}, "listener_resolved": []}
+
+
+def test_the_resolver_task_runs_here_as_written() -> None:
+    """roles/kafka/tasks/preflight.yml's resolver script, rendered and run on this machine:
+    the names that resolve here resolve, an unresolvable one does not, and the script exits 0."""
+    import pathlib
+    import shlex
+
+    import jinja2
+    import yaml
+
+    tasks = yaml.safe_load((pathlib.Path(__file__).parents[2] / "roles/kafka/tasks/preflight.yml").read_text())
+    task = next(t for t in tasks if t.get("name") == "Resolve every Kafka host's listener address")
+    env = jinja2.Environment()
+    env.filters["quote"] = shlex.quote
+    names = ["localhost", "127.0.0.1", "no-such-host.invalid"]
+    script = env.from_string(task["ansible.builtin.shell"]).render(__names=names)
+    run = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True)
+    r = hp.resolved(run.stdout, "127.0.0.1")
+    assert r == {"resolves": {"localhost": True, "127.0.0.1": True, "no-such-host.invalid": False},
+                 "listener_resolved": ["127.0.0.1"]}
