@@ -7,12 +7,16 @@ roles/kafka/tasks/preflight.yml collect on a host (addresses, listening ports, r
 from __future__ import annotations
 
 import random
+import shlex
 import socket
 import subprocess
 from typing import Any
 
+import jinja2
 import pytest
+import yaml
 
+from render_role import REPO
 from test_preflight import errors, lab, one, pf, prod, zk
 
 hp = pf.hosts_rules
@@ -411,13 +415,7 @@ def test_resolved_counts_a_name_with_several_addresses_as_resolved() -> None:
 def test_the_resolver_task_runs_here_as_written() -> None:
     """roles/kafka/tasks/preflight.yml's resolver script, rendered and run on this machine:
     the names that resolve here resolve, an unresolvable one does not, and the script exits 0."""
-    import pathlib
-    import shlex
-
-    import jinja2
-    import yaml
-
-    tasks = yaml.safe_load((pathlib.Path(__file__).parents[2] / "roles/kafka/tasks/preflight.yml").read_text())
+    tasks = yaml.safe_load((REPO / "roles/kafka/tasks/preflight.yml").read_text())
     task = next(t for t in tasks if t.get("name") == "Resolve every Kafka host's listener address")
     env = jinja2.Environment()
     env.filters["quote"] = shlex.quote

@@ -102,8 +102,8 @@ def resolved(getent_output: str, own_name: Any = None) -> dict[str, Any]:
         if line.startswith("== "):
             name = line[3:].strip()
             found.setdefault(name, set())
-        elif name is not None and line.split():
-            found[name].add(line.split()[0])
+        elif name is not None and (cols := line.split()):
+            found[name].add(cols[0])
     return {"resolves": {n: bool(a) for n, a in found.items()},
             "listener_resolved": sorted(found.get(str(own_name), ())) if own_name else []}
 
