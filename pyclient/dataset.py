@@ -219,11 +219,9 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
         """The state after every batch this process took (see :meth:`update`)."""
         return fs.to_json(copy.deepcopy(self._state))
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state`` (any layout). Checked now against the topic: the same topic
-        id, every partition still there, every unread record still in the log (else
-        LayoutError naming partitions and offsets, or with ``on_missing="skip"`` skipped and
-        counted in ``skipped_records``). A finished epoch continues with the next one."""
+    def _checked(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` validated against this dataset and the topic now (see
+        :meth:`load_state_dict`), normalised; a finished epoch stays as it is."""
         st = fs.check(state)
         if st["topic"] != self.topic:
             raise LayoutError(f"feed state field 'topic': the state is for topic "
@@ -250,6 +248,14 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
             raise LayoutError(f"feed state field 'end': partitions {gone} of topic {self.topic!r} "
                               f"no longer exist (it has {len(marks)}); their records cannot be read")
         self._check_offsets(st, marks)
+        return st
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state`` (any layout). Checked now against the topic: the same topic
+        id, every partition still there, every unread record still in the log (else
+        LayoutError naming partitions and offsets, or with ``on_missing="skip"`` skipped and
+        counted in ``skipped_records``). A finished epoch continues with the next one."""
+        st = self._checked(state)
         if fs.complete(st):
             nxt = self._plan(st["epoch"] + 1)
             nxt["skipped_records"] = st["skipped_records"]
