@@ -1,8 +1,9 @@
 """docs/pyclient.md's training loop (``train_ddp.py``) run as written: copied out of the docs,
 launched with torchrun (2 gloo ranks x 2 DataLoader workers) against the real broker, stopped
 after 4 steps, resumed from its checkpoint with 2 ranks for 9 steps and then with 1 rank to
-the epoch's end; the batches it trained on (its ``--audit`` files) hold every document of the
-topic exactly once, and a rerun after the epoch trains on nothing."""
+the mix epoch's end; the batches it trained on (its ``--audit`` files) hold every document of
+three weighted topics as often as the final state's passes and cursors say, and a rerun after
+the epoch trains on nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,61 +42,84 @@ def _run(script: Path, nproc: int, args: list[str], tmp: Path) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
 
 
-def _streams(audit: Path) -> dict[int, list[int]]:
-    """Each reader's tokens in the order it delivered them (one run)."""
-    out: dict[int, list[int]] = {}
+def _streams(audit: Path) -> dict[tuple[int, str], list[int]]:
+    """Each reader's tokens of each source in the order it delivered them (one run)."""
+    out: dict[tuple[int, str], list[int]] = {}
     for f in sorted(audit.glob("rank*.jsonl")):
         for line in f.read_text().splitlines():
-            reader, ids = json.loads(line)
-            out.setdefault(reader, []).extend(ids)
+            reader, src, ids = json.loads(line)
+            out.setdefault((reader, src), []).extend(ids)
     return out
 
 
-def _documents(runs: list[dict[int, list[int]]], docs: list[str]) -> list[str]:
-    """Documents from the runs' streams. A document cut by a stop ends a stream of one run
-    without its EOS (a tail) and continues in a stream of a later run, wherever that
-    reader's round-robin reaches its partition (a head: a segment that is no document, since
-    every document starts with "document "). Each tail is joined to the head that completes
-    a document; none may be left over."""
-    known = set(docs)
-    whole, tails, heads = [], [], []
+def _documents(runs: list[dict[tuple[int, str], list[int]]], docs: set[str]
+               ) -> tuple[Counter, list[str]]:
+    """Documents from the runs' streams, counted, and the tails left over. A document cut by a
+    stop ends a stream of one run without its EOS (a tail) and continues in a stream of a
+    later run, wherever that reader's round-robin reaches its partition (a head: a segment
+    that is no document, since every document starts with "document "). Each tail is joined
+    to the head that completes a document; no head may be left over. A tail may be left over
+    where the mix epoch ended inside a document (the state's cursor says so)."""
+    whole: Counter = Counter()
+    tails, heads = [], []
     for streams in runs:
         for toks in streams.values():
             cur: list[int] = []
             for t in toks:
                 if t == EOS:
                     seg = bytes(cur).decode()
-                    (whole if seg in known else heads).append(seg)
+                    if seg in docs:
+                        whole[seg] += 1
+                    else:
+                        heads.append(seg)
                     cur = []
                 else:
                     cur.append(t)
             if cur:
                 tails.append(bytes(cur).decode())
+    left = []
     for t in tails:
-        h = next((h for h in heads if t + h in known), None)
-        assert h is not None, f"a stream ends inside a document that never continues: {t!r}"
+        h = next((h for h in heads if t + h in docs), None)
+        if h is None:
+            left.append(t)
+            continue
         heads.remove(h)
-        whole.append(t + h)
+        whole[t + h] += 1
     assert not heads, f"pieces of documents whose start was never delivered: {heads[:3]}"
-    return whole
+    return whole, left
+
+
+#: topic suffix -> (documents, partitions, weight)
+MIX = {"web": (500, 3, 0.7), "code": (150, 2, 0.2), "math": (40, 2, 0.1)}
 
 
 def test_the_docs_training_loop_stops_resumes_and_trains_on_every_document_once(
         bootstrap: str, tmp_path: Path) -> None:
+    """Three weighted topics; after the runs, each document was trained on as often as the
+    final state says: k passes of its partition, plus one for exactly as many documents of
+    the partition as its cursor has passed in pass k (the shuffled order's records before
+    the cursor), plus a tail where the epoch ended inside a document."""
     pytest.importorskip("torchdata.stateful_dataloader")
     import confluent_kafka as ck
 
-    topic = make_topic(bootstrap, f"ddp-{uuid.uuid4().hex[:8]}", partitions=5)
-    docs = [f"document {i} " + "abc " * (i % 20) for i in range(700)]
+    tag = uuid.uuid4().hex[:6]
     p = ck.Producer({"bootstrap.servers": bootstrap})
-    for i, d in enumerate(docs):
-        p.produce(topic, d.encode(), partition=i % 5)
+    docs: dict[str, dict[int, list[str]]] = {}
+    args = []
+    for name, (n, parts, w) in MIX.items():
+        topic = make_topic(bootstrap, f"ddp-{name}-{tag}", partitions=parts)
+        docs[topic] = {q: [] for q in range(parts)}
+        for i in range(n):
+            d = f"document {name} {i} " + "abc " * (i % 20)
+            p.produce(topic, d.encode(), partition=i % parts)
+            docs[topic][i % parts].append(d)
+        args += ["--topic", f"{topic}={w}"]
     assert p.flush(30) == 0
     script = tmp_path / "train_ddp.py"
     script.write_text(_example())
     audit, ckpt = tmp_path / "audit", tmp_path / "ckpt"
-    args = ["--bootstrap", bootstrap, "--topic", topic, "--ckpt", str(ckpt), "--seq-len", "64",
-            "--batch-size", "2", "--audit", str(audit)]
+    args += ["--bootstrap", bootstrap, "--ckpt", str(ckpt), "--seq-len", "64",
+             "--batch-size", "2", "--audit", str(audit)]
     runs = []
     for nproc, extra in ((2, ["--max-steps", "4"]), (2, ["--max-steps", "9"]), (1, []), (1, [])):
         audit.mkdir()
@@ -106,5 +131,23 @@ def test_the_docs_training_loop_stops_resumes_and_trains_on_every_document_once(
             assert sum(len(s) for s in runs[0].values()) <= 4 * 2 * 2 * 64  # 4 steps, 2 ranks
     assert runs[-1] == {}, "the epoch was over: the rerun trained on something"
     state = json.loads((ckpt / "data.json").read_text())
-    assert state["epoch"] == 0 and all(c[0] == state["end"][p] for p, c in state["cursor"].items())
-    assert sorted(_documents(runs[:-1], docs)) == sorted(docs)
+    every = {d for per in docs.values() for ds in per.values() for d in ds}
+    whole, left = _documents(runs[:-1], every)
+    cut = []
+    for topic, per in docs.items():
+        src, passes = state["sources"][topic], state["passes"][topic]
+        assert src["epoch"] == 0
+        for q, ds in per.items():
+            k = passes[str(q)][0]
+            o, skip = src["cursor"][str(q)]
+            ahead = o - src["start"][str(q)]  # records of pass k already delivered
+            counts = sorted(whole[d] for d in ds)
+            assert counts == sorted([k] * (len(ds) - ahead) + [k + 1] * ahead), (topic, q)
+            if skip:
+                cut.append(skip)
+        done = [passes[str(q)][0] + (src["cursor"][str(q)][0] == src["end"][str(q)])
+                for q in per]
+        assert min(done) >= 1, (topic, done)  # the mix epoch ends once every source did a pass
+    assert sorted(len(t.encode()) for t in left) == sorted(cut)
+    assert all(any(d.startswith(t) for d in every) for t in left)
+    assert sum(whole.values()) > sum(n for n, _, _ in MIX.values())  # the small ones repeated
