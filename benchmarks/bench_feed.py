@@ -13,7 +13,9 @@ times alternating (median shown, min/max beside it); peak RSS is the child's VmH
 "1st batch" is the time to the first batch (connect, metadata, first fetch); "gap" is the
 time between consecutive batches. ``--shuffle`` adds the feed with ``shuffle_seed=1``
 (blocks of ``--shuffle-block``) as a third pipeline and prints shuffled / unshuffled per
-run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
+run pair. ``--mix`` splits the corpus 0.7/0.2/0.1 over three topics and adds them mixed by
+row (``MixedTokenDataset``, ``on_exhausted="stop"``), unshuffled and shuffled, printing
+mixed / one topic and shuffled / unshuffled per run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
 workers over the feed and over the file (lines split across workers), a fixed ``S`` ms of
 "compute" per batch (a sleep), and the time the loop waits in ``next()`` for data, as a
 fraction of the loop's time. Prints a table, writes JSON and a PNG chart.
@@ -62,6 +64,34 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
         tokens += sum(len(s) for s in b["input_ids"])
         marks.append(time.perf_counter())
     return _result(t0, marks, tokens, batches)
+
+
+#: --mix: the corpus split over three topics with these weights (the mix's weights too)
+MIX = {"web": 0.7, "code": 0.2, "math": 0.1}
+
+
+def child_mix(a: argparse.Namespace) -> dict[str, Any]:
+    """Three weighted topics through MixedTokenDataset, row by row (units of 1 sequence),
+    shuffled with --child mix-shuffle."""
+    from pyclient.dataset import KafkaTokenDataset
+    from pyclient.feed_mix import MixedTokenDataset
+
+    tok, eos = _tokenizer(a)
+    shuffle = 1 if a.child == "mix-shuffle" else None
+    src = {n: KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-{n}", seq_len=a.seq_len,
+                                batch_size=1, tokenizer=tok, eos_id=eos, backend=a.backend,
+                                shuffle_seed=shuffle, shuffle_block=a.shuffle_block)
+           for n in MIX}
+    ds = MixedTokenDataset(src, MIX, batch_size=a.batch_size, seed=1, on_exhausted="stop")
+    t0 = time.perf_counter()
+    tokens = batches = 0
+    marks = []
+    for b in ds:
+        batches += 1
+        tokens += sum(len(s) for s in b["input_ids"])
+        marks.append(time.perf_counter())
+    return {**_result(t0, marks, tokens, batches),
+            "shares": {n: round(v["share"], 4) for n, v in ds.report().items()}}
 
 
 def child_resume(a: argparse.Namespace) -> dict[str, Any]:
@@ -274,9 +304,12 @@ def main() -> int:
     ap.add_argument("--step-ms", type=float, default=0.0,
                     help="add the training-loop simulation with this compute time per batch")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (--step-ms)")
+    ap.add_argument("--mix", action="store_true",
+                    help="also the corpus split over 3 topics (0.7/0.2/0.1) mixed, shuffle off/on")
     a = ap.parse_args()
     if a.child:
         child = {"kafka": child_kafka, "kafka-shuffle": child_kafka, "file": child_file,
+                 "mix": child_mix, "mix-shuffle": child_mix,
                  "resume": child_resume, "train": child_train}[a.child]
         print(json.dumps(child(a)))
         return 0
@@ -292,10 +325,22 @@ def main() -> int:
     topic = f"bench-feed-{int(time.time())}"
     with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
         admin.ensure_topic(topic, a.partitions, a.replication_factor)
+    mixed = [f"{topic}-{n}" for n in MIX] if a.mix else []
     try:
         ing = Ingestor(a.bootstrap_servers, topic).run([str(corpus)], "jsonl")
         if not ing.ok or ing.produced != a.records:
             raise SystemExit(f"ingest incomplete: {ing.produced} of {a.records}, {ing.failures_by_reason}")
+        if mixed:  # the corpus's lines split by the weights, one topic each
+            lines = corpus.read_text().splitlines(keepends=True)
+            cut = [0, int(len(lines) * 0.7), int(len(lines) * 0.9), len(lines)]
+            for i, t in enumerate(mixed):
+                part = out / f"{corpus.stem}-{t.rsplit('-', 1)[1]}.jsonl"
+                part.write_text("".join(lines[cut[i]:cut[i + 1]]))
+                with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
+                    admin.ensure_topic(t, a.partitions, a.replication_factor)
+                got = Ingestor(a.bootstrap_servers, t).run([str(part)], "jsonl")
+                if not got.ok or got.produced != cut[i + 1] - cut[i]:
+                    raise SystemExit(f"ingest of {t} incomplete: {got.produced}")
         common = ["--topic", topic, "--corpus", str(corpus), "-b", a.bootstrap_servers,
                   "--seq-len", str(a.seq_len), "--batch-size", str(a.batch_size)]
         if a.tokenizer_json:
@@ -308,6 +353,8 @@ def main() -> int:
         runs: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []}
         if a.shuffle:
             runs["kafka-shuffle"] = []
+        if a.mix:
+            runs["mix"], runs["mix-shuffle"] = [], []
         train: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []} if a.step_ms else {}
         for _ in range(a.repeat):  # alternate, so both see the same background
             for name in runs:
@@ -326,7 +373,9 @@ def main() -> int:
         for name, rs in runs.items():
             med = sorted(rs, key=lambda r: r["tokens_s"])[len(rs) // 2]
             label = {"file": "local JSONL", "kafka": "pyclient dataset",
-                     "kafka-shuffle": f"pyclient dataset, shuffled (block {a.shuffle_block})"}
+                     "kafka-shuffle": f"pyclient dataset, shuffled (block {a.shuffle_block})",
+                     "mix": "3 topics 0.7/0.2/0.1 mixed by row",
+                     "mix-shuffle": f"3 topics mixed, shuffled (block {a.shuffle_block})"}
             rows.append({**med,
                          "name": f"{name} ({label[name]})",
                          "min_tokens_s": min(r["tokens_s"] for r in rs),
@@ -336,7 +385,8 @@ def main() -> int:
                          "runs": rs})
     finally:
         with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
-            admin.delete_topic(topic)
+            for t in [topic, *mixed]:
+                admin.delete_topic(t)
     for r in rows:
         r["x_file"] = r["tokens_s"] / rows[0]["tokens_s"]
     pairs = [k["tokens_s"] / f["tokens_s"] for f, k in zip(runs["file"], runs["kafka"])]
@@ -353,6 +403,12 @@ def main() -> int:
     if a.shuffle:
         sp = [s["tokens_s"] / k["tokens_s"] for k, s in zip(runs["kafka"], runs["kafka-shuffle"])]
         print("shuffled / unshuffled per run pair: " + ", ".join(f"{x:.2f}" for x in sp))
+    if a.mix:
+        mp = [m["tokens_s"] / k["tokens_s"] for k, m in zip(runs["kafka"], runs["mix"])]
+        ms = [s["tokens_s"] / m["tokens_s"] for m, s in zip(runs["mix"], runs["mix-shuffle"])]
+        print("mixed / one topic per run pair: " + ", ".join(f"{x:.2f}" for x in mp))
+        print("mixed shuffled / mixed per run pair: " + ", ".join(f"{x:.2f}" for x in ms))
+        print("realised token shares (mixed, last run): " + json.dumps(runs["mix"][-1]["shares"]))
     if train:
         trows = []
         for src, rs in train.items():
