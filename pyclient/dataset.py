@@ -181,6 +181,8 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
             c = make_consumer(cfg, self.backend)
             try:
                 marks = {p: c.watermarks(self.topic, p) for p in c.partitions_for(self.topic)}
+                if marks:  # a group the principal may not describe: fail now, naming it
+                    c.check_group(self.topic, min(marks), self.timeout)
             finally:
                 c.close()
         except KafkaKitError as e:

@@ -107,6 +107,7 @@ class Consumer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._c = ck.Consumer(config)
         self._eof: dict[tuple[str, int], int] = {}
+        self._group = config.get("group.id")
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         for t, p, _ in positions:  # an end-of-partition position is only news after a seek
@@ -144,7 +145,7 @@ class Consumer:
                     self._eof[(m.topic(), m.partition())] = m.offset()
                     continue
                 if err.fatal() or not err.retriable():
-                    raise KafkaKitError(f"consume: {err.name()}: {err.str()}")
+                    raise KafkaKitError(f"consume: {err.name()}: {err.str()}{self._hint(err)}")
                 continue
             if meta:
                 append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
@@ -152,6 +153,17 @@ class Consumer:
             else:
                 append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
         return out
+
+    def _hint(self, err: Any) -> str:
+        """What to do about a refused consumer group: librdkafka looks the group's coordinator
+        up as soon as a group.id is set (which confluent-kafka requires), even for a consumer
+        that only assigns partitions and never commits (the training feed)."""
+        if err.code() != ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
+            return ""
+        return (f" (consumer group {self._group!r}: the principal needs Describe on it, and "
+                "Read to commit; grant an ACL on that group, or set group.id to a group the "
+                "principal may use: settings={'group.id': NAME} in the library, -X group.id=NAME "
+                "or --group on the command line)")
 
     def pause(self, parts: Sequence[TopicPartition]) -> None:
         self._c.pause([ck.TopicPartition(t, p) for t, p in parts])
@@ -172,6 +184,20 @@ class Consumer:
         tps = [ck.TopicPartition(t, p) for t, p in parts]
         res = _retry("committed", lambda: self._c.committed(tps, timeout=30))
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
+
+    def check_group(self, topic: str, partition: int, timeout: float) -> None:
+        """Fail now, naming the group and what to do, where the principal may not use the
+        consumer's group: librdkafka looks the group's coordinator up (Describe on the group)
+        for any consumer with a group.id, and a refusal would otherwise end a feed at a
+        moment that depends on timing. One committed-offset request (FindCoordinator +
+        OffsetFetch, both need Describe); other errors are left to the reads that follow."""
+        try:
+            self._c.committed([ck.TopicPartition(topic, partition)], timeout=timeout)
+        except ck.KafkaException as e:
+            err = e.args[0] if e.args else None
+            if isinstance(err, ck.KafkaError) and \
+                    err.code() == ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
+                raise KafkaKitError(f"{err.name()}: {err.str()}{self._hint(err)}") from e
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         lo, hi = self._c.get_watermark_offsets(ck.TopicPartition(topic, partition), timeout=30)

@@ -170,6 +170,10 @@ class Consumer:
     def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         return {(t, p): self._c.committed(KTP(t, p)) for t, p in parts}
 
+    def check_group(self, topic: str, partition: int, timeout: float) -> None:
+        """Nothing to check: kafka-python looks a group up only to commit or read commits,
+        which an assign-only consumer (the training feed) never does."""
+
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         tp = KTP(topic, partition)
         return int(self._c.beginning_offsets([tp])[tp]), int(self._c.end_offsets([tp])[tp])

@@ -3,7 +3,14 @@ launched with torchrun (2 gloo ranks x 2 DataLoader workers) against the real br
 after 4 steps, resumed from its checkpoint with 2 ranks for 9 steps and then with 1 rank to
 the mix epoch's end; the batches it trained on (its ``--audit`` files) hold every document of
 three weighted topics as often as the final state's passes and cursors say, and a rerun after
-the epoch trains on nothing."""
+the epoch trains on nothing.
+
+With ``KAFKA_KIT_EXAMPLE_LAB`` set to the lab's client files directory
+(``inventories/lab/.kafka-kit/clients``, what ``make lab-example`` does), the same test runs
+against the lab cluster as the docs tell a user to: topics ``training-ddp-*`` of RF 3 made
+with ``admin.properties``, the documents produced as ``training-ingest``, the example run
+with ``--client-config training-reader.properties`` (SASL_SSL, the reader's ACLs); the
+topics are deleted afterwards."""
 
 from __future__ import annotations
 
@@ -15,14 +22,40 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from helpers import make_topic
-
 REPO = Path(__file__).resolve().parents[2]
 EOS = 256
+LAB = os.environ.get("KAFKA_KIT_EXAMPLE_LAB")
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Where the example runs: the test broker, or the lab (``KAFKA_KIT_EXAMPLE_LAB``) with
+    its admin, ingest and reader client files."""
+    if not LAB:
+        yield {"bootstrap": request.getfixturevalue("bootstrap"), "prefix": "ddp", "rf": 1,
+               "admin": {}, "producer": {}, "reader": []}
+        return
+    from pyclient.admin import Admin
+    from pyclient.client_props import client_properties
+
+    clients = Path(LAB).resolve()
+    files = {u: clients / f"{u}.properties" for u in ("admin", "training-ingest", "training-reader")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    assert not missing, f"KAFKA_KIT_EXAMPLE_LAB={LAB}: no {missing}; run `make lab` first"
+    admin = client_properties(files["admin"])
+    made: list[str] = []
+    yield {"bootstrap": admin["bootstrap.servers"], "prefix": "training-ddp", "rf": 3,
+           "admin": admin, "producer": client_properties(files["training-ingest"]),
+           "reader": ["--client-config", str(files["training-reader"])], "made": made}
+    with Admin(admin) as a:
+        for t in made:
+            a.delete_topic(t)
 
 
 def _example() -> str:
@@ -94,7 +127,7 @@ MIX = {"web": (500, 3, 0.7), "code": (150, 2, 0.2), "math": (40, 2, 0.1)}
 
 
 def test_the_docs_training_loop_stops_resumes_and_trains_on_every_document_once(
-        bootstrap: str, tmp_path: Path) -> None:
+        cluster: dict[str, Any], tmp_path: Path) -> None:
     """Three weighted topics; after the runs, each document was trained on as often as the
     final state says: k passes of its partition, plus one for exactly as many documents of
     the partition as its cursor has passed in pass k (the shuffled order's records before
@@ -102,12 +135,20 @@ def test_the_docs_training_loop_stops_resumes_and_trains_on_every_document_once(
     pytest.importorskip("torchdata.stateful_dataloader")
     import confluent_kafka as ck
 
+    from pyclient.admin import Admin
+    from pyclient.client_props import for_backend
+
     tag = uuid.uuid4().hex[:6]
-    p = ck.Producer({"bootstrap.servers": bootstrap})
+    bootstrap = cluster["bootstrap"]
+    p = ck.Producer(for_backend({**cluster["producer"], "bootstrap.servers": bootstrap},
+                                "confluent"))
     docs: dict[str, dict[int, list[str]]] = {}
     args = []
     for name, (n, parts, w) in MIX.items():
-        topic = make_topic(bootstrap, f"ddp-{name}-{tag}", partitions=parts)
+        topic = f"{cluster['prefix']}-{name}-{tag}"
+        with Admin({**cluster["admin"], "bootstrap.servers": bootstrap}) as admin:
+            admin.ensure_topic(topic, parts, cluster["rf"], {}, if_exists="fail")
+        cluster.get("made", []).append(topic)
         docs[topic] = {q: [] for q in range(parts)}
         for i in range(n):
             d = f"document {name} {i} " + "abc " * (i % 20)
@@ -119,7 +160,7 @@ def test_the_docs_training_loop_stops_resumes_and_trains_on_every_document_once(
     script.write_text(_example())
     audit, ckpt = tmp_path / "audit", tmp_path / "ckpt"
     args += ["--bootstrap", bootstrap, "--ckpt", str(ckpt), "--seq-len", "64",
-             "--batch-size", "2", "--audit", str(audit)]
+             "--batch-size", "2", "--audit", str(audit), *cluster["reader"]]
     runs = []
     for nproc, extra in ((2, ["--max-steps", "4"]), (2, ["--max-steps", "9"]), (1, []), (1, [])):
         audit.mkdir()

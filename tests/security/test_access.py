@@ -163,6 +163,36 @@ def test_acls_do_what_they_say(applied):
     assert errors and "TOPIC_AUTHORIZATION_FAILED" in errors[0], errors
 
 
+def test_training_feed_needs_a_group_the_reader_may_use(applied):
+    """The training feed never joins nor commits, but librdkafka looks its group.id up (the
+    FindCoordinator request needs Describe on the group): with pyclient's default group id the
+    reader is refused with an error naming the group and what to do; with a group.id under the
+    reader's group ACL (training-*, as docs/pyclient.md's example passes) it reads the topic."""
+    from pyclient.backends.base import KafkaKitError
+    from pyclient.dataset import KafkaTokenDataset
+
+    c = applied["c"]
+    doc = f"feed-{uuid.uuid4().hex[:8]}"
+    producer = Producer(_settings(c, "training-ingest", INGEST_PW))
+    producer.produce("corpus", doc.encode())
+    assert producer.flush(30) == 0
+    reader = _settings(c, "training-reader", READER_PW)
+
+    def read(settings: dict) -> str:
+        ds = KafkaTokenDataset(c["bootstrap"], "corpus", seq_len=8, batch_size=1, settings=settings,
+                               backend="confluent", last_batch="pad", timeout=20)
+        ids = [t for b in ds for row, mask in zip(b["input_ids"], b["attention_mask"])
+               for t, m in zip(row, mask) if m]
+        return bytes(t for t in ids if t < 256).decode()
+
+    with pytest.raises(KafkaKitError) as refused:
+        read(reader)
+    msg = str(refused.value)
+    assert "GROUP_AUTHORIZATION_FAILED" in msg and "'pyclient-corpus'" in msg, msg
+    assert "group.id" in msg and "Describe" in msg, msg
+    assert doc in read({**reader, "group.id": "training-feed"})
+
+
 def test_undeclared_acls_reported_then_removed_on_request(applied):
     c, admin = applied["c"], applied["admin"]
     stray = AclBinding(ResourceType.TOPIC, "corpus", ResourcePatternType.LITERAL, "User:someone", "*",
