@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus kcat
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench lab-screenshot lab-down test test-unit test-molecule test-default-full test-migration test-migration-rollback test-day2 lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench bench-feed lab-example lab-screenshot lab-down test test-unit test-molecule test-default-full test-migration test-migration-rollback test-day2 lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -36,7 +36,7 @@ apt:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,torch]'
+	$(BIN)/pip install -q -e '.[dev,torch,bench]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -71,6 +71,23 @@ BENCH_SERVERS ?= 10.89.60.11:9092,10.89.60.12:9092,10.89.60.13:9092
 BENCH_ARGS    ?=
 bench:
 	$(PY) benchmarks/bench_article.py -b $(BENCH_SERVERS) --replication-factor 3 --partitions 12 $(BENCH_ARGS)
+
+# docs/pyclient.md's DDP training loop (train_ddp.py) run as written against a running secure
+# lab: tests/pyclient/test_docs_example.py with the lab's client files (admin creates the
+# topics, training-ingest produces, training-reader trains; --client-config as the docs say).
+lab-example:
+	KAFKA_KIT_EXAMPLE_LAB=inventories/lab/.kafka-kit/clients $(BIN)/pytest -q -p no:cacheprovider tests/pyclient/test_docs_example.py
+
+# The training feed on a running secure lab (docs/pyclient.md, Benchmarks), two runs: the byte
+# tokenizer (file vs Kafka, shuffle, three mixed topics, a training loop of 20 ms steps on a
+# DataLoader of 2 workers), then a trained BPE (file vs Kafka at read, a pre-tokenized topic,
+# tokenized ingest with 1 and 2 processes, DataLoader(2 workers) throughput); tables, JSON, PNG.
+FEED_ARGS ?= --records 100000 --partitions 6 --repeat 3
+FEED_COMMON = $(PY) benchmarks/bench_feed.py -b $(BENCH_SERVERS) --replication-factor 3 \
+	  --command-config inventories/lab/.kafka-kit/clients/admin.properties --workers 2 $(FEED_ARGS)
+bench-feed:
+	$(FEED_COMMON) --shuffle --mix --step-ms 20 --out .cache/bench/lab-feed-bytes
+	$(FEED_COMMON) --train-bpe 8000 --pretokenized --step-ms 0 --out .cache/bench/lab-feed-bpe
 
 # The Prometheus alerts page of a running lab as a PNG (docs/monitoring.md), headless Chromium.
 # Debian's prometheus package serves the classic UI only: /classic/alerts (/alerts is a 404).

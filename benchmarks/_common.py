@@ -26,7 +26,21 @@ def parser(doc: str | None, records: int) -> argparse.ArgumentParser:
     ap.add_argument("--record-size", type=int, default=1024)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--replication-factor", type=int, default=3)
+    ap.add_argument("--command-config", default=None, metavar="FILE",
+                    help="Kafka client properties file for every client of the run (a secure "
+                         "cluster: the lab writes one per user); also $KAFKA_KIT_CLIENT_CONFIG")
     return ap
+
+
+def use_command_config(a: argparse.Namespace) -> dict[str, Any]:
+    """Make ``--command-config`` the client properties file of this process and of every
+    child (``$KAFKA_KIT_CLIENT_CONFIG``, which every pyclient client reads); return the admin
+    client's settings (the file's keys and the bootstrap servers)."""
+    from pyclient.config import CLIENT_CONFIG_ENV, client_properties
+
+    if a.command_config:
+        os.environ[CLIENT_CONFIG_ENV] = str(Path(a.command_config).resolve())
+    return {**client_properties(None), "bootstrap.servers": a.bootstrap_servers}
 
 
 def make_corpus(path: Path, records: int, size: int, jsonl: bool = False, seed: int = 7) -> Path:
@@ -150,8 +164,9 @@ def chart(path: Path, title: str, rows: list[dict[str, Any]], metrics: list[tupl
         ax.barh(names, vals, color="#4c72b0")
         ax.set_title(label, fontsize=10)
         ax.invert_yaxis()
-        for i, v in enumerate(vals):
-            ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=8)
+        for i, (v, r) in enumerate(zip(vals, rows)):
+            text = "not measured" if r.get(key) is None else (f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
+            ax.text(v, i, f" {text}", va="center", fontsize=8)
         ax.tick_params(labelsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

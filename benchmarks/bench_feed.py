@@ -15,10 +15,16 @@ time between consecutive batches. ``--shuffle`` adds the feed with ``shuffle_see
 (blocks of ``--shuffle-block``) as a third pipeline and prints shuffled / unshuffled per
 run pair. ``--mix`` splits the corpus 0.7/0.2/0.1 over three topics and adds them mixed by
 row (``MixedTokenDataset``, ``on_exhausted="stop"``), unshuffled and shuffled, printing
-mixed / one topic and shuffled / unshuffled per run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
+mixed / one topic and shuffled / unshuffled per run pair. ``--pretokenized`` ingests the
+corpus a second time tokenized at ingest (token-id records, ``Ingestor(tokenizer=)``), timed
+with 1 process and with ``--tokenize-workers``, and adds the feed over that topic
+(``records="tokens"``: no tokenizer at read), printing pre-tokenized / tokenize-at-read per
+run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
 workers over the feed and over the file (lines split across workers), a fixed ``S`` ms of
-"compute" per batch (a sleep), and the time the loop waits in ``next()`` for data, as a
-fraction of the loop's time. Prints a table, writes JSON and a PNG chart.
+"compute" per batch (a sleep; ``0``: the DataLoader's own throughput), and the time the loop
+waits in ``next()`` for data, as a fraction of the loop's time. ``--command-config FILE``
+gives every client a Kafka client properties file (a secure cluster). Prints a table,
+writes JSON and a PNG chart.
 
   python benchmarks/bench_feed.py --bootstrap-servers H1:9092,H2:9092,H3:9092 [--train-bpe 8000]
 """
@@ -35,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import (REPO, make_corpus, parser, percentile, run_child, save_results,  # noqa: E402
-                     table)
+                     table, use_command_config)
 
 
 def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
@@ -52,8 +58,11 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
     from pyclient.dataset import KafkaTokenDataset
 
     tok, eos = _tokenizer(a)
-    ds = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len, batch_size=a.batch_size,
+    pre = a.child == "kafka-tokens"  # the pre-tokenized topic: token-id records, no tokenizer run
+    ds = KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-tok" if pre else a.topic,
+                           seq_len=a.seq_len, batch_size=a.batch_size,
                            tokenizer=tok, eos_id=eos, backend=a.backend,
+                           records="tokens" if pre else "text",
                            shuffle_seed=1 if a.child == "kafka-shuffle" else None,
                            shuffle_block=a.shuffle_block)
     t0 = time.perf_counter()
@@ -224,11 +233,13 @@ def child_train(a: argparse.Namespace) -> dict[str, Any]:
 
     from pyclient.dataset import KafkaTokenDataset
 
-    if a.source == "kafka":
+    if a.source in ("kafka", "kafka-tokens"):
         tok, eos = _tokenizer(a)
-        ds: Any = KafkaTokenDataset(a.bootstrap_servers, a.topic, seq_len=a.seq_len,
-                                    batch_size=a.batch_size, tokenizer=tok, eos_id=eos,
-                                    backend=a.backend)
+        pre = a.source == "kafka-tokens"
+        ds: Any = KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-tok" if pre else a.topic,
+                                    seq_len=a.seq_len, batch_size=a.batch_size, tokenizer=tok,
+                                    eos_id=eos, backend=a.backend,
+                                    records="tokens" if pre else "text")
     else:
         ds = FileFeed(a)
     loader = DataLoader(ds, batch_size=None, num_workers=a.workers)
@@ -301,14 +312,21 @@ def main() -> int:
     ap.add_argument("--shuffle", action="store_true",
                     help="add the shuffled feed (shuffle_seed=1) as a third pipeline")
     ap.add_argument("--shuffle-block", type=int, default=1024)
-    ap.add_argument("--step-ms", type=float, default=0.0,
-                    help="add the training-loop simulation with this compute time per batch")
+    ap.add_argument("--step-ms", type=float, default=None,
+                    help="add the training-loop simulation (DataLoader with --workers) with this "
+                         "compute time per batch; 0: the DataLoader's throughput alone")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (--step-ms)")
     ap.add_argument("--mix", action="store_true",
                     help="also the corpus split over 3 topics (0.7/0.2/0.1) mixed, shuffle off/on")
+    ap.add_argument("--pretokenized", action="store_true",
+                    help="also ingest the corpus tokenized (token-id records; timed with 1 and "
+                         "--tokenize-workers processes) and read it without tokenizing")
+    ap.add_argument("--tokenize-workers", type=int, default=2,
+                    help="processes of the second tokenized ingest (--pretokenized)")
     a = ap.parse_args()
     if a.child:
-        child = {"kafka": child_kafka, "kafka-shuffle": child_kafka, "file": child_file,
+        child = {"kafka": child_kafka, "kafka-shuffle": child_kafka, "kafka-tokens": child_kafka,
+                 "file": child_file,
                  "mix": child_mix, "mix-shuffle": child_mix,
                  "resume": child_resume, "train": child_train}[a.child]
         print(json.dumps(child(a)))
@@ -317,26 +335,43 @@ def main() -> int:
     from pyclient.admin import Admin
     from pyclient.producer import Ingestor
 
+    admin_cfg = use_command_config(a)
     out = Path(a.out)
     corpus = make_corpus(out / f"feed-{a.records}x{a.record_size}.jsonl", a.records, a.record_size,
                          jsonl=True)
     if a.train_bpe:
         a.tokenizer_json, a.eos_id = train_bpe(corpus, a.train_bpe, out)
     topic = f"bench-feed-{int(time.time())}"
-    with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
+    with Admin(admin_cfg) as admin:
         admin.ensure_topic(topic, a.partitions, a.replication_factor)
     mixed = [f"{topic}-{n}" for n in MIX] if a.mix else []
+    tokenized = [f"{topic}-tok", f"{topic}-tok{a.tokenize_workers}"] if a.pretokenized else []
+    ingests: list[dict[str, Any]] = []
     try:
         ing = Ingestor(a.bootstrap_servers, topic).run([str(corpus)], "jsonl")
         if not ing.ok or ing.produced != a.records:
             raise SystemExit(f"ingest incomplete: {ing.produced} of {a.records}, {ing.failures_by_reason}")
+        for t, workers in zip(tokenized, (1, a.tokenize_workers)):
+            # tokenize at ingest: the same corpus, once with 1 process and once with N
+            with Admin(admin_cfg) as admin:
+                admin.ensure_topic(t, a.partitions, a.replication_factor)
+            t0 = time.perf_counter()
+            got = Ingestor(a.bootstrap_servers, t, tokenizer=a.tokenizer_json or "bytes",
+                           tokenize_workers=workers).run([str(corpus)], "jsonl")
+            secs = time.perf_counter() - t0
+            if not got.ok or got.produced != a.records:
+                raise SystemExit(f"tokenized ingest of {t} incomplete: {got.produced}, "
+                                 f"{got.failures_by_reason}")
+            ingests.append({"name": f"ingest tokenized, {workers} process(es)", "seconds": secs,
+                            "records_s": a.records / secs,
+                            "mb_s": a.records * a.record_size / secs / 1e6})
         if mixed:  # the corpus's lines split by the weights, one topic each
             lines = corpus.read_text().splitlines(keepends=True)
             cut = [0, int(len(lines) * 0.7), int(len(lines) * 0.9), len(lines)]
             for i, t in enumerate(mixed):
                 part = out / f"{corpus.stem}-{t.rsplit('-', 1)[1]}.jsonl"
                 part.write_text("".join(lines[cut[i]:cut[i + 1]]))
-                with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
+                with Admin(admin_cfg) as admin:
                     admin.ensure_topic(t, a.partitions, a.replication_factor)
                 got = Ingestor(a.bootstrap_servers, t).run([str(part)], "jsonl")
                 if not got.ok or got.produced != cut[i + 1] - cut[i]:
@@ -355,7 +390,13 @@ def main() -> int:
             runs["kafka-shuffle"] = []
         if a.mix:
             runs["mix"], runs["mix-shuffle"] = [], []
-        train: dict[str, list[dict[str, Any]]] = {"file": [], "kafka": []} if a.step_ms else {}
+        if a.pretokenized:
+            runs["kafka-tokens"] = []
+        train: dict[str, list[dict[str, Any]]] = {}
+        if a.step_ms is not None:
+            train = {"file": [], "kafka": []}
+            if a.pretokenized:
+                train["kafka-tokens"] = []
         for _ in range(a.repeat):  # alternate, so both see the same background
             for name in runs:
                 res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
@@ -375,7 +416,8 @@ def main() -> int:
             label = {"file": "local JSONL", "kafka": "pyclient dataset",
                      "kafka-shuffle": f"pyclient dataset, shuffled (block {a.shuffle_block})",
                      "mix": "3 topics 0.7/0.2/0.1 mixed by row",
-                     "mix-shuffle": f"3 topics mixed, shuffled (block {a.shuffle_block})"}
+                     "mix-shuffle": f"3 topics mixed, shuffled (block {a.shuffle_block})",
+                     "kafka-tokens": "pyclient dataset, pre-tokenized topic"}
             rows.append({**med,
                          "name": f"{name} ({label[name]})",
                          "min_tokens_s": min(r["tokens_s"] for r in rs),
@@ -384,8 +426,8 @@ def main() -> int:
                          "mb_s": a.records * a.record_size / med["seconds"] / 1e6,
                          "runs": rs})
     finally:
-        with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
-            for t in [topic, *mixed]:
+        with Admin(admin_cfg) as admin:
+            for t in [topic, *mixed, *tokenized]:
                 admin.delete_topic(t)
     for r in rows:
         r["x_file"] = r["tokens_s"] / rows[0]["tokens_s"]
@@ -409,6 +451,12 @@ def main() -> int:
         print("mixed / one topic per run pair: " + ", ".join(f"{x:.2f}" for x in mp))
         print("mixed shuffled / mixed per run pair: " + ", ".join(f"{x:.2f}" for x in ms))
         print("realised token shares (mixed, last run): " + json.dumps(runs["mix"][-1]["shares"]))
+    if a.pretokenized:
+        tp = [t["tokens_s"] / k["tokens_s"] for k, t in zip(runs["kafka"], runs["kafka-tokens"])]
+        print("pre-tokenized / tokenize-at-read per run pair: " + ", ".join(f"{x:.2f}" for x in tp))
+        print("ingest with tokenization at ingest (the same corpus, once each):")
+        print(table(ingests, [("name", "ingest", "s"), ("seconds", "s", ".1f"),
+                              ("records_s", "records/s", ",.0f"), ("mb_s", "MB/s text", ".1f")]))
     if train:
         trows = []
         for src, rs in train.items():
@@ -417,16 +465,21 @@ def main() -> int:
                           "runs": rs})
         print(f"training-loop simulation: DataLoader({a.workers} workers), {a.step_ms:g} ms "
               "compute per batch; wait = time in next() after the first batch / loop time:")
+        for src in [s for s in train if s != "file"]:
+            lp = [k["tokens_s"] / f["tokens_s"] for f, k in zip(train["file"], train[src])]
+            print(f"{src} / file through the DataLoader per run pair: "
+                  + ", ".join(f"{x:.2f}" for x in lp))
         print(table(trows, [("name", "source", "s"), ("first_s", "1st batch s", ".2f"),
                             ("wait_frac", "wait fraction", ".4f"),
                             ("max_wait", "max", ".4f"), ("batches_s", "batches/s", ".2f"),
                             ("tokens_s", "tokens/s", ",.0f"), ("cpu_s", "CPU s", ".1f")]))
-        rows.extend({**r, "name": f"train loop ({r['name']})"} for r in trows)
+        rows.extend({**r, "name": f"DataLoader({a.workers}) {a.step_ms:g} ms/step ({r['name']})"}
+                    for r in trows)
     print("resume (state loaded -> first batch), by the position of the saved offsets:")
     print(table(resumes, [("name", "state", "s"), ("build_s", "build s", ".3f"),
                           ("load_s", "load_state_dict s", ".3f"),
                           ("first_s", "first batch s", ".3f"), ("total_s", "total s", ".3f")]))
-    save_results(out, "feed", vars(a), rows, "training feed: tokens/s",
+    save_results(out, "feed", {**vars(a), "ingests": ingests}, rows, "training feed: tokens/s",
                  [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")])
     return 0
 
