@@ -158,3 +158,43 @@ def test_records_decoder_names_the_record() -> None:
     with pytest.raises(TokenizerMismatch, match="at partition 2 offset 9 was written with "
                                                 "tokenizer b"):
         f([Record("x", 2, 9, None, b"", other.headers())])
+
+
+def test_a_reused_decoder_decides_every_record_as_a_fresh_one() -> None:
+    """RecordDecoder caches the tokenizer check (the set of checked tokenizers, and the last
+    checked record's trailing tok.* headers). Random records, all decoded by one decoder and
+    each by a fresh one, give the same ids or the same error: other tokenizers and dtypes
+    after accepted records, tok.* headers in any order, other headers before or after them,
+    duplicated tok.* headers whose later value wins, headers missing."""
+    good = TokenizerId("a", "h" * 64, 300)
+    others = [TokenizerId("b", "h" * 64, 300), TokenizerId("a", "z" * 64, 300),
+              TokenizerId("a", "h" * 64, 70000)]  # another name, hash, dtype (u32)
+    rnd = random.Random(5)
+
+    def record() -> tuple[bytes, list[tuple[str, bytes]]]:
+        tid = good if rnd.random() < 0.7 else rnd.choice(others)
+        ids = [rnd.randrange(300) for _ in range(rnd.randrange(4))]
+        tok = tid.headers()
+        rnd.shuffle(tok)
+        if rnd.random() < 0.15:  # a duplicate tok.* header before: the later one counts
+            k, _ = rnd.choice(tok)
+            tok = [(k, rnd.choice([b"x", b"u32le", b"b"]))] + tok
+        if rnd.random() < 0.1:
+            tok = tok[1:]
+        extra = [("src", b"a.txt"), ("pos", str(rnd.randrange(99)).encode())]
+        hdrs = extra + tok if rnd.random() < 0.8 else tok + extra
+        return encode(ids, tid) if tid.dtype == good.dtype else encode(ids, good), hdrs
+
+    def outcome(dec: RecordDecoder, value: bytes, hdrs: list) -> object:
+        try:
+            return dec.decode(value, hdrs)
+        except (TokenRecordError, TokenizerMismatch) as e:
+            return type(e).__name__
+    reused = RecordDecoder(good)
+    seen = set()
+    for _ in range(3000):
+        value, hdrs = record()
+        got, want = outcome(reused, value, hdrs), outcome(RecordDecoder(good), value, hdrs)
+        assert got == want, (hdrs, got, want)
+        seen.add(want if isinstance(want, str) else "ok")
+    assert seen == {"ok", "TokenizerMismatch", "TokenRecordError"}
