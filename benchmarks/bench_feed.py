@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import (REPO, make_corpus, parser, percentile, run_child, save_results,  # noqa: E402
-                     table, use_command_config)
+from _common import (REPO, _vm_hwm_kib, make_corpus, parser, percentile, run_child,  # noqa: E402
+                     save_results, table, use_command_config)
 
 
 def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
@@ -244,6 +246,16 @@ def child_train(a: argparse.Namespace) -> dict[str, Any]:
         ds = FileFeed(a)
     loader = DataLoader(ds, batch_size=None, num_workers=a.workers)
     step = a.step_ms / 1e3
+    peaks: dict[int, int] = {}  # each DataLoader worker's peak RSS (VmHWM, KiB)
+    done = threading.Event()
+
+    def watch() -> None:
+        me = os.getpid()
+        while not done.wait(0.05):
+            for kid in _children(me):
+                peaks[kid] = max(peaks.get(kid, 0), _vm_hwm_kib(kid))
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     t0 = time.perf_counter()
     it = iter(loader)
     wait = 0.0
@@ -263,10 +275,25 @@ def child_train(a: argparse.Namespace) -> dict[str, Any]:
         tokens += b["input_ids"].numel()
         time.sleep(step)  # the model's step
     total = time.perf_counter() - t0
+    done.set()
+    watcher.join()
     steady = total - (first or 0)
-    return {"batches": batches, "tokens": tokens, "seconds": total, "first_s": first,
+    return {"worker_rss_mib": max(peaks.values(), default=0) / 1024,
+            "batches": batches, "tokens": tokens, "seconds": total, "first_s": first,
             "wait_s": wait, "wait_frac": wait / steady if steady else None,
             "batches_s": batches / total, "tokens_s": tokens / total}
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the DataLoader's workers), from /proc."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
 
 
 def train_bpe(corpus: Path, vocab: int, out: Path) -> tuple[str, int]:
@@ -472,15 +499,17 @@ def main() -> int:
         print(table(trows, [("name", "source", "s"), ("first_s", "1st batch s", ".2f"),
                             ("wait_frac", "wait fraction", ".4f"),
                             ("max_wait", "max", ".4f"), ("batches_s", "batches/s", ".2f"),
-                            ("tokens_s", "tokens/s", ",.0f"), ("cpu_s", "CPU s", ".1f")]))
-        rows.extend({**r, "name": f"DataLoader({a.workers}) {a.step_ms:g} ms/step ({r['name']})"}
-                    for r in trows)
+                            ("tokens_s", "tokens/s", ",.0f"), ("cpu_s", "CPU s", ".1f"),
+                            ("worker_rss_mib", "worker peak RSS MiB", ".0f")]))
+        rows.extend({**r, "name": f"DataLoader({a.workers}) {a.step_ms:g} ms/step ({r['name']})",
+                     "rss_mib": r["worker_rss_mib"]} for r in trows)
     print("resume (state loaded -> first batch), by the position of the saved offsets:")
     print(table(resumes, [("name", "state", "s"), ("build_s", "build s", ".3f"),
                           ("load_s", "load_state_dict s", ".3f"),
                           ("first_s", "first batch s", ".3f"), ("total_s", "total s", ".3f")]))
     save_results(out, "feed", {**vars(a), "ingests": ingests}, rows, "training feed: tokens/s",
-                 [("tokens_s", "tokens/s"), ("rss_mib", "peak RSS MiB")])
+                 [("tokens_s", "tokens/s"),
+                  ("rss_mib", "peak RSS MiB (DataLoader rows: per worker)")])
     return 0
 
 
