@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus kcat
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench bench-feed lab-example lab-screenshot lab-down test test-unit test-molecule test-default-full test-migration test-migration-rollback test-day2 lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench bench-feed lab-example lab-rotation lab-screenshot lab-down test test-unit test-molecule test-default-full test-migration test-migration-rollback test-day2 lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -77,6 +77,12 @@ bench:
 # topics, training-ingest produces, training-reader trains; --client-config as the docs say).
 lab-example:
 	KAFKA_KIT_EXAMPLE_LAB=inventories/lab/.kafka-kit/clients $(BIN)/pytest -q -p no:cacheprovider tests/pyclient/test_docs_example.py
+
+# Certificate renewal and a kit CA rotation (start, switch, finish) on a running secure lab, with
+# a producer and a consumer running (tests/security/test_lab_ca_rotation.py, docs/security.md).
+# It changes the lab's CA; make test skips it.
+lab-rotation:
+	KAFKA_KIT_LAB_ROTATION=1 $(BIN)/pytest -q -s -p no:cacheprovider tests/security/test_lab_ca_rotation.py
 
 # The training feed on a running secure lab (docs/pyclient.md, Benchmarks), two runs: the byte
 # tokenizer (file vs Kafka, shuffle, three mixed topics, a training loop of 20 ms steps on a
