@@ -152,3 +152,33 @@ def test_preflight_play_with_limit_still_judges_the_whole_cluster(tmp_path: Path
     assert "Preflight found 2 problem(s)" in out, out[-4000:]
     assert "pf-node1, pf-node2: share kafka_node_id=1" in out
     assert "pf-node3: no kafka_rack while the other brokers have one" in out
+
+
+def _cert(tmp: Path, name: str, days: int) -> Path:
+    cert = tmp / f"{name}-{days}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(tmp / f"{name}-{days}.key"), "-out", str(cert), "-days", str(days),
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    return cert
+
+
+def test_preflight_play_refuses_a_user_certificate_that_expires_soon(tmp_path: Path) -> None:
+    """Secure profile with your own certificates (kafka_tls_ca_mode user): a host certificate
+    valid for 10 more days fails preflight with kafka_tls_renew_days=30, naming the host and
+    the variable; with 60 days on every certificate preflight passes."""
+    def secure(days2: int) -> dict[str, Any]:
+        inv = inventory(tmp_path, _free_port(), **{
+            n: {"kafka_tls_user_cert_file": str(_cert(tmp_path, n, days2 if n == "pf-node2" else 60))}
+            for n in ("pf-node1", "pf-node2", "pf-node3")})
+        inv["all"]["vars"].update({"kafka_security_profile": "secure", "kafka_tls_ca_mode": "user",
+                                   "kafka_tls_user_ca_file": str(_cert(tmp_path, "ca", 3650)),
+                                   "kafka_tls_renew_days": 30, "kafka_preflight_rack_policy": "warn"})
+        return inv
+    r = run(tmp_path, secure(10))
+    out = flat(r.stdout)
+    assert r.returncode != 0, out[-3000:]
+    assert "pf-node2: its certificate (subject" in out and "within kafka_tls_renew_days=30" in out, \
+        out[-3000:]
+    assert "pf-node1: its certificate" not in out
+    r = run(tmp_path, secure(60))
+    assert r.returncode == 0, flat(r.stdout)[-3000:]
