@@ -176,13 +176,12 @@ class KafkaTokenDataset(_Base):  # type: ignore[misc,valid-type]
                                 or k.startswith(_ADMIN_KEYS)}, self.backend)
             try:
                 tid = admin.topic_id(self.topic, self.timeout)
+                admin.check_group(cfg["group.id"], self.timeout)  # refused: fail now, naming it
             finally:
                 admin.close()
             c = make_consumer(cfg, self.backend)
             try:
                 marks = {p: c.watermarks(self.topic, p) for p in c.partitions_for(self.topic)}
-                if marks:  # a group the principal may not describe: fail now, naming it
-                    c.check_group(self.topic, min(marks), self.timeout)
             finally:
                 c.close()
         except KafkaKitError as e:

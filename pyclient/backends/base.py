@@ -107,10 +107,6 @@ class ConsumerBackend(Protocol):
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]: ...
 
-    def check_group(self, topic: str, partition: int, timeout: float) -> None:
-        """Raise KafkaKitError naming the group where the principal may not use it (an
-        assign-only consumer that the client would still look the group up for)."""
-
     def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
         """Where known, the offset the fetcher of each partition has read up to: every
         record below it was already returned by consume(); offsets between the last record
@@ -132,6 +128,10 @@ class AdminBackend(Protocol):
 
     def topic_id(self, name: str, timeout: float) -> str | None:
         """The topic's id (KIP-516), None where the broker has none."""
+
+    def check_group(self, group: str, timeout: float) -> None:
+        """Raise KafkaKitError naming the group where the principal may not use it (for an
+        assign-only consumer that the client would still look the group up for)."""
 
     def delete_topic(self, name: str, timeout: float) -> None: ...
 

@@ -103,6 +103,18 @@ class Producer:
         self._p.flush(0)
 
 
+def _group_hint(err: Any, group: str | None) -> str:
+    """What to do about a refused consumer group: librdkafka looks the group's coordinator
+    up as soon as a group.id is set (which confluent-kafka requires), even for a consumer
+    that only assigns partitions and never commits (the training feed)."""
+    if err.code() != ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
+        return ""
+    return (f" (consumer group {group!r}: the principal needs Describe on it, and "
+            "Read to commit; grant an ACL on that group, or set group.id to a group the "
+            "principal may use: settings={'group.id': NAME} in the library, -X group.id=NAME "
+            "or --group on the command line)")
+
+
 class Consumer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._c = ck.Consumer(config)
@@ -145,7 +157,8 @@ class Consumer:
                     self._eof[(m.topic(), m.partition())] = m.offset()
                     continue
                 if err.fatal() or not err.retriable():
-                    raise KafkaKitError(f"consume: {err.name()}: {err.str()}{self._hint(err)}")
+                    raise KafkaKitError(f"consume: {err.name()}: {err.str()}"
+                                        f"{_group_hint(err, self._group)}")
                 continue
             if meta:
                 append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
@@ -153,17 +166,6 @@ class Consumer:
             else:
                 append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
         return out
-
-    def _hint(self, err: Any) -> str:
-        """What to do about a refused consumer group: librdkafka looks the group's coordinator
-        up as soon as a group.id is set (which confluent-kafka requires), even for a consumer
-        that only assigns partitions and never commits (the training feed)."""
-        if err.code() != ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
-            return ""
-        return (f" (consumer group {self._group!r}: the principal needs Describe on it, and "
-                "Read to commit; grant an ACL on that group, or set group.id to a group the "
-                "principal may use: settings={'group.id': NAME} in the library, -X group.id=NAME "
-                "or --group on the command line)")
 
     def pause(self, parts: Sequence[TopicPartition]) -> None:
         self._c.pause([ck.TopicPartition(t, p) for t, p in parts])
@@ -184,20 +186,6 @@ class Consumer:
         tps = [ck.TopicPartition(t, p) for t, p in parts]
         res = _retry("committed", lambda: self._c.committed(tps, timeout=30))
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
-
-    def check_group(self, topic: str, partition: int, timeout: float) -> None:
-        """Fail now, naming the group and what to do, where the principal may not use the
-        consumer's group: librdkafka looks the group's coordinator up (Describe on the group)
-        for any consumer with a group.id, and a refusal would otherwise end a feed at a
-        moment that depends on timing. One committed-offset request (FindCoordinator +
-        OffsetFetch, both need Describe); other errors are left to the reads that follow."""
-        try:
-            self._c.committed([ck.TopicPartition(topic, partition)], timeout=timeout)
-        except ck.KafkaException as e:
-            err = e.args[0] if e.args else None
-            if isinstance(err, ck.KafkaError) and \
-                    err.code() == ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
-                raise KafkaKitError(f"{err.name()}: {err.str()}{self._hint(err)}") from e
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         lo, hi = self._c.get_watermark_offsets(ck.TopicPartition(topic, partition), timeout=30)
@@ -241,6 +229,21 @@ class Admin:
             fut.result(timeout)
         except ck.KafkaException as e:
             raise KafkaKitError(f"create topic {name!r}: {e.args[0].str()}") from e
+
+    def check_group(self, group: str, timeout: float) -> None:
+        """Fail now, naming the group and what to do, where the principal may not use it. A
+        consumer with a group.id looks the group's coordinator up (Describe on the group) even
+        when it only assigns partitions; refused, librdkafka retries that lookup without a
+        word to committed() (which just times out) and reports it as a consume error at a
+        moment that depends on timing. DescribeGroups answers at once; its other errors (a
+        group that does not exist yet, a coordinator moving) are no refusal and are ignored."""
+        try:
+            self._a.describe_consumer_groups([group], request_timeout=timeout)[group].result()
+        except ck.KafkaException as e:
+            err = e.args[0] if e.args else None
+            if isinstance(err, ck.KafkaError) and \
+                    err.code() == ck.KafkaError.GROUP_AUTHORIZATION_FAILED:
+                raise KafkaKitError(f"{err.name()}: {err.str()}{_group_hint(err, group)}") from e
 
     def topic_id(self, name: str, timeout: float) -> str | None:
         """The topic's id (changes when the topic is deleted and created again)."""

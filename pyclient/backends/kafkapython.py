@@ -170,10 +170,6 @@ class Consumer:
     def committed(self, parts: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         return {(t, p): self._c.committed(KTP(t, p)) for t, p in parts}
 
-    def check_group(self, topic: str, partition: int, timeout: float) -> None:
-        """Nothing to check: kafka-python looks a group up only to commit or read commits,
-        which an assign-only consumer (the training feed) never does."""
-
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         tp = KTP(topic, partition)
         return int(self._c.beginning_offsets([tp])[tp]), int(self._c.end_offsets([tp])[tp])
@@ -223,6 +219,10 @@ class Admin:
                                   timeout_ms=int(timeout * 1000), wait_for_metadata=True)
         except KafkaError as e:
             raise KafkaKitError(f"create topic {name!r}: {e}") from e
+
+    def check_group(self, group: str, timeout: float) -> None:
+        """Nothing to check: kafka-python looks a group up only to commit or read commits,
+        which an assign-only consumer (the training feed) never does."""
 
     def topic_id(self, name: str, timeout: float) -> str | None:
         """The topic's id (changes when the topic is deleted and created again)."""
