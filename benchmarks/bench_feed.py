@@ -57,16 +57,7 @@ def _tokenizer(a: argparse.Namespace) -> tuple[Any, int | None]:
 
 
 def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
-    from pyclient.dataset import KafkaTokenDataset
-
-    tok, eos = _tokenizer(a)
-    pre = a.child == "kafka-tokens"  # the pre-tokenized topic: token-id records, no tokenizer run
-    ds = KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-tok" if pre else a.topic,
-                           seq_len=a.seq_len, batch_size=a.batch_size,
-                           tokenizer=tok, eos_id=eos, backend=a.backend,
-                           records="tokens" if pre else "text",
-                           shuffle_seed=1 if a.child == "kafka-shuffle" else None,
-                           shuffle_block=a.shuffle_block)
+    ds = _feed(a, pre=a.child == "kafka-tokens", shuffle=a.child == "kafka-shuffle")
     t0 = time.perf_counter()
     tokens = batches = 0
     marks = []
@@ -75,6 +66,18 @@ def child_kafka(a: argparse.Namespace) -> dict[str, Any]:
         tokens += sum(len(s) for s in b["input_ids"])
         marks.append(time.perf_counter())
     return _result(t0, marks, tokens, batches)
+
+
+def _feed(a: argparse.Namespace, pre: bool, shuffle: bool = False) -> Any:
+    """The feed over the corpus topic, or (``pre``) over its pre-tokenized twin (token-id
+    records: no tokenizer runs), shuffled with ``shuffle_seed=1`` when asked."""
+    from pyclient.dataset import KafkaTokenDataset
+
+    tok, eos = _tokenizer(a)
+    return KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-tok" if pre else a.topic,
+                             seq_len=a.seq_len, batch_size=a.batch_size, tokenizer=tok,
+                             eos_id=eos, backend=a.backend, records="tokens" if pre else "text",
+                             shuffle_seed=1 if shuffle else None, shuffle_block=a.shuffle_block)
 
 
 #: --mix: the corpus split over three topics with these weights (the mix's weights too)
@@ -233,15 +236,8 @@ def child_train(a: argparse.Namespace) -> dict[str, Any]:
     """A training loop: DataLoader(workers) -> fixed compute per step; time spent waiting."""
     from torch.utils.data import DataLoader
 
-    from pyclient.dataset import KafkaTokenDataset
-
     if a.source in ("kafka", "kafka-tokens"):
-        tok, eos = _tokenizer(a)
-        pre = a.source == "kafka-tokens"
-        ds: Any = KafkaTokenDataset(a.bootstrap_servers, f"{a.topic}-tok" if pre else a.topic,
-                                    seq_len=a.seq_len, batch_size=a.batch_size, tokenizer=tok,
-                                    eos_id=eos, backend=a.backend,
-                                    records="tokens" if pre else "text")
+        ds: Any = _feed(a, pre=a.source == "kafka-tokens")
     else:
         ds = FileFeed(a)
     loader = DataLoader(ds, batch_size=None, num_workers=a.workers)
