@@ -43,11 +43,15 @@ pytestmark = pytest.mark.skipif(os.environ.get("KAFKA_KIT_LAB_ROTATION") != "1",
 BAD = ("_SSL", "_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "TOPIC_AUTHORIZATION_FAILED")
 
 
-def _converge(*extra: str) -> tuple[str, dict[str, int]]:
+def _site(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                CONTAINERS_CONF=str(REPO / "lab" / "containers.conf"))
-    r = subprocess.run([str(PLAYBOOK), "site.yml", "-i", str(LAB), *extra], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=1500)
+    return subprocess.run([str(PLAYBOOK), "site.yml", "-i", str(LAB), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _converge(*extra: str) -> tuple[str, dict[str, int]]:
+    r = _site(*extra)
     changed = {line.split()[0]: int(line.split("changed=")[1].split()[0])
                for line in r.stdout.splitlines() if "changed=" in line and " : ok=" in line}
     if r.returncode != 0:
@@ -57,10 +61,7 @@ def _converge(*extra: str) -> tuple[str, dict[str, int]]:
 
 
 def _refused(*extra: str) -> str:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               CONTAINERS_CONF=str(REPO / "lab" / "containers.conf"))
-    r = subprocess.run([str(PLAYBOOK), "site.yml", "-i", str(LAB), "--tags", "security", *extra],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    r = _site("--tags", "security", *extra, timeout=900)
     assert r.returncode != 0, f"site.yml {' '.join(extra)} was not refused:\n{r.stdout[-3000:]}"
     return r.stdout
 
@@ -213,7 +214,7 @@ def test_renewal_and_ca_rotation_under_traffic() -> None:
                           "lost": len(acked - set(counts)),
                           "client_errors": [r1["errors"], r2["errors"]]}))
     finally:
-        with Admin(admin_now()) as a:
+        with Admin(admin) as a:
             a.delete_topic(topic)
 
 
@@ -224,8 +225,3 @@ def x509_cn(path: Path) -> str:
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
-
-def admin_now() -> dict:
-    from pyclient.client_props import client_properties
-
-    return client_properties(CLIENTS / "admin.properties")
