@@ -162,7 +162,9 @@ def _recap_changed(stdout: str) -> int:
 def kafka_install(tmp_path_factory):
     work = tmp_path_factory.mktemp("jmx-kafka")
     port = _free_port()
-    extra = {"kafka_jmx_exporter_port": port, "kafka_jmx_exporter_bind_address": "127.0.0.1", "kafka_node_id": 1}
+    # HTTP with the plaintext profile; HTTPS (the secure default) is tls_broker's.
+    extra = {"kafka_jmx_exporter_port": port, "kafka_jmx_exporter_bind_address": "127.0.0.1", "kafka_node_id": 1,
+             "kafka_security_profile": "plaintext"}
     first = _install(work, "kafka", extra, "kafka.env")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     second = _install(work, "kafka", extra, "kafka.env")
@@ -260,7 +262,8 @@ def zookeeper_metrics(tmp_path_factory):
     auth = ("prometheus", "s3cret pass")
     result = _install(work, "zookeeper", {
         "zookeeper_jmx_exporter_port": port, "zookeeper_jmx_exporter_bind_address": "127.0.0.1",
-        "zookeeper_id": 1, "zookeeper_jmx_exporter_basic_auth_username": auth[0],
+        "zookeeper_id": 1, "kafka_security_profile": "plaintext",
+        "zookeeper_jmx_exporter_basic_auth_username": auth[0],
         "zookeeper_jmx_exporter_basic_auth_password": auth[1]}, "zookeeper.env")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert oct((work / "etc" / "jmx_exporter.yml").stat().st_mode & 0o777) == "0o600"
@@ -389,6 +392,7 @@ def test_metrics_keystore_rebuilt_only_when_the_certificate_changes(tls_broker):
 def test_https_needs_the_secure_profile(tmp_path):
     # one combined host (the group variables name the inventory's only group)
     result = _install(tmp_path, "kafka", {"kafka_node_id": 1, "kafka_jmx_exporter_tls": True,
+                                          "kafka_security_profile": "plaintext",
                                           "kafka_broker_group": "all", "kafka_controller_group": "all"},
                       "kafka.env", ("assert.yml",))
     assert result.returncode != 0

@@ -23,6 +23,8 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: {python}
+    # /metrics over HTTP (plaintext); the secure profile's HTTPS targets are the next test's.
+    kafka_security_profile: plaintext
   children:
     kafka_controller:
       hosts:
@@ -127,6 +129,7 @@ def _render_secure(work: Path, extra_host_vars: str = "", zookeeper_ca: bool = T
     (tls / "zk-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nZKCA\n-----END CERTIFICATE-----\n")
     zk_ca = tls / ("zk-ca.pem" if zookeeper_ca else "missing.pem")
     inventory = INVENTORY.format(python=sys.executable).replace(
+        "    kafka_security_profile: plaintext\n", "").replace(
         "    ansible_connection: local\n",
         f"    ansible_connection: local\n    kafka_security_profile: secure\n    kafka_tls_dir: {tls}\n"
         f"    zookeeper_jmx_exporter_tls_ca_mode: user\n    zookeeper_jmx_exporter_tls_user_ca_file: {zk_ca}\n")

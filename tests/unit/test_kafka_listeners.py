@@ -290,7 +290,7 @@ def test_limit_renders_what_a_full_run_renders(tmp_path):
     assert alone["both.invalid"] == full["both.invalid"]
     props = alone["both.invalid"]
     assert props["controller.quorum.voters"] == "101@192.0.2.101:9093,102@192.0.2.102:9093,9@192.0.2.9:9093"
-    assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"  # the secure default
     assert full["ctl-a.invalid"]["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
 
 
@@ -378,3 +378,62 @@ def test_client_files_per_user_in_both_formats():
     assert rdk["sasl.username"] == "reader" and rdk["sasl.password"] == "r" and rdk["ssl.ca.location"] == "/kit/ca/ca.pem"
     plain = ks.kafka_client_files(PLAIN, [{"name": "admin", "password": ""}], "h1:9092", "", "/d")
     assert [f["properties"] for f in plain] == [{"bootstrap.servers": "h1:9092", "security.protocol": "PLAINTEXT"}] * 2
+
+
+# ---- ZooKeeper mode's SCRAM users (tasks/scram_zookeeper.yml) -----------------------------
+
+# What Kafka 3.9.2's ConfigCommand --zookeeper --describe printed for a user after
+# `--add-config 'SCRAM-SHA-512=[iterations=8192,password=abc123]'` (recorded from a real
+# ZooKeeper): the filter must recognise that password and no other.
+_ZK_DESCRIBE = (
+    "Warning: --zookeeper is deprecated and will be removed in a future version of Kafka.\n"
+    "Configs for user-principal 'admin' are SCRAM-SHA-512=salt=MTllbzY4cjByZnhsb3d6YXBrM3Qxb2t5a2c=,"
+    "stored_key=XytsSDqqGAHzEKPLgCQ1Qi+SvYTP2yOTSGxHx5Wsb8tGOQN08bj0Ja0sBl+HlOSN71Fd+jTgGZ1gv00p9fwsQA==,"
+    "server_key=r8QDtNzZvZOTJsNhzm39873yT0CxBwq+dnQEoj3+789s1jHLgmuPBiX8EY/zbmAh0zWoFa4/ig1w5WpAJa8zHw==,"
+    "iterations=8192\n")
+
+
+def test_scram_credential_matches_the_password_it_was_made_from():
+    assert ks.kafka_scram_credential_matches(_ZK_DESCRIBE, "SCRAM-SHA-512", "abc123") is True
+    for wrong in ("abc1234", "ABC123", "", "abc12"):
+        assert ks.kafka_scram_credential_matches(_ZK_DESCRIBE, "SCRAM-SHA-512", wrong) is False
+
+
+def test_scram_credential_missing_or_of_another_mechanism_is_written():
+    assert ks.kafka_scram_credential_matches("Configs for user-principal 'admin' are \n",
+                                             "SCRAM-SHA-512", "abc123") is False
+    assert ks.kafka_scram_credential_matches(_ZK_DESCRIBE, "SCRAM-SHA-256", "abc123") is False
+    broken = _ZK_DESCRIBE.replace("salt=MTll", "salt=!!!!")
+    assert ks.kafka_scram_credential_matches(broken, "SCRAM-SHA-512", "abc123") is False
+    with pytest.raises(AnsibleFilterError, match="SCRAM mechanism 'PLAIN'"):
+        ks.kafka_scram_credential_matches(_ZK_DESCRIBE, "PLAIN", "abc123")
+
+
+def test_scram_credential_round_trip_for_both_mechanisms():
+    """The filter against credentials computed as RFC 5802 (and Kafka's ScramFormatter) makes them."""
+    import base64
+    import hashlib
+    import hmac
+    for mechanism, algorithm in (("SCRAM-SHA-256", "sha256"), ("SCRAM-SHA-512", "sha512")):
+        rng = random.Random(mechanism)
+        for _ in range(5):
+            password = "".join(rng.choice("abcXYZ019-_.") for _ in range(rng.randint(1, 40)))
+            salt, iterations = rng.randbytes(rng.randint(8, 32)), rng.choice([4096, 8192])
+            salted = hashlib.pbkdf2_hmac(algorithm, password.encode(), salt, iterations)
+            stored = hashlib.new(algorithm, hmac.new(salted, b"Client Key", algorithm).digest()).digest()
+            server = hmac.new(salted, b"Server Key", algorithm).digest()
+            line = (f"{mechanism}=salt={base64.b64encode(salt).decode()},stored_key="
+                    f"{base64.b64encode(stored).decode()},server_key={base64.b64encode(server).decode()},"
+                    f"iterations={iterations}")
+            assert ks.kafka_scram_credential_matches(line, mechanism, password)
+            assert not ks.kafka_scram_credential_matches(line, mechanism, password + "x")
+
+
+@pytest.mark.parametrize("connect, servers, levels", [
+    ("zk1:2181,zk2:2181/kafka", "zk1:2181,zk2:2181", ["/kafka"]),
+    ("zk1:2181/a/b", "zk1:2181", ["/a", "/a/b"]),
+    ("zk1:2181,zk2:2181", "zk1:2181,zk2:2181", []),
+    ("  zk1:2181/kafka/ \n", "zk1:2181", ["/kafka"]),
+])
+def test_zookeeper_chroot_levels(connect, servers, levels):
+    assert kl.kafka_zookeeper_chroot(connect) == {"servers": servers, "levels": levels}

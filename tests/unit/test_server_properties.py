@@ -94,9 +94,19 @@ def test_dedicated_broker(rendered):
     _, props = rendered["brk-2"]
     assert props["process.roles"] == "broker"
     assert props["node.id"] == "2"
-    assert props["listeners"] == "PLAINTEXT://:9092"
-    assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.12:9092"
-    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    # The role's default profile is secure: SASL_SSL with SCRAM-SHA-512 between clients and
+    # brokers and between brokers, TLS with client certificates to the controllers, an authorizer
+    # that denies what no ACL allows (docs/security.md).
+    assert props["listeners"] == "SASL_SSL://:9092"
+    assert props["advertised.listeners"] == "SASL_SSL://192.0.2.12:9092"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["ssl.endpoint.identification.algorithm"] == "https"
     assert props["controller.quorum.voters"] == VOTERS
     assert props["controller.listener.names"] == "CONTROLLER"
     assert "broker.rack" not in props  # no kafka_rack, no broker.rack
@@ -105,8 +115,8 @@ def test_dedicated_broker(rendered):
 def test_combined_host(rendered):
     _, props = rendered["both-1"]
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://:9092,CONTROLLER://:9093"
-    assert props["advertised.listeners"] == "PLAINTEXT://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"
+    assert props["listeners"] == "SASL_SSL://:9092,CONTROLLER://:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"
 
 
 def test_group_and_host_settings_win_in_order(rendered):

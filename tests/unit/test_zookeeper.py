@@ -32,6 +32,9 @@ all:
     kafka_version: "3.9.2"
     kafka_mode: {mode}
     kafka_zookeeper_migration: {migration}
+    # The layout of ZooKeeper mode and of a migration, on plaintext listeners (the migration
+    # scenario's); the secure profile's keys are checked in test_kafka_listeners.py.
+    kafka_security_profile: plaintext
     zookeeper_properties: {{maxClientCnxns: 200}}
   children:
     zookeeper:
@@ -130,6 +133,7 @@ def test_zoo_cfg(zk_mode):
     assert cfg["dataDir"] == "/var/lib/zookeeper/data"
     assert cfg["dataLogDir"] == "/var/lib/zookeeper/txlog"
     assert cfg["clientPort"] == "2181"
+    assert cfg["clientPortAddress"] == "192.0.2.1"  # the ensemble address, not every interface
     assert cfg["admin.enableServer"] == "false"
     assert cfg["maxClientCnxns"] == "200"  # group var wins over the default
     assert "globalOutstandingLimit" not in cfg

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import testinfra.utils.ansible_runner
+from kit_clients import HOST_CONTROLLER, admin_properties
 
 INVENTORY = str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "inventory" / "hosts.yml")
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -53,20 +54,29 @@ def test_service_and_role(host):
 
 def test_quorum_and_smoke_from_the_controller_machine():
     """Quorum with a leader among the 3 controllers; every broker registered; an RF=3 topic spread
-    over the 3 racks round-trips records (pyclient smoke, from the machine running Ansible)."""
+    over the 3 racks round-trips records over SASL_SSL as the admin, and an anonymous client, a
+    wrong password and a user without ACLs are refused (pyclient smoke, from the machine running
+    Ansible)."""
     bootstrap = ",".join(_props(_get(b))["advertised.listeners"].split("//", 1)[1] for b in BROKERS)
     ctl = _get(CONTROLLERS[0])
     address = _props(ctl)["controller.quorum.voters"].split(",")[0].split("@")[1]
     out = ctl.check_output(f"java -cp '{CLASSPATH}' org.apache.kafka.tools.MetadataQuorumCommand "
-                           f"--bootstrap-controller {address} describe --status")
+                           f"--bootstrap-controller {address} --command-config {HOST_CONTROLLER} describe --status")
     status = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     assert int(status["LeaderId"]) in {101, 102, 103}
     assert sorted(v["id"] for v in json.loads(status["CurrentVoters"])) == [101, 102, 103]
 
     result = subprocess.run(
         [sys.executable, "-m", "pyclient", "smoke", "--bootstrap-servers", bootstrap,
+         "--command-config", str(admin_properties(INVENTORY)),
          "--expect-brokers", "10", "--replication-factor", "3", "--partitions", "12",
          "--records", "20000", "--expect-racks", "--json"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["ok"] is True
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    # The refused-access checks ran over the secure listener, each naming the broker's error.
+    refused = {c["name"]: c for c in report["checks"] if c["name"].endswith(" refused")}
+    assert sorted(refused) == ["anonymous refused", "user without ACLs refused", "wrong password refused"]
+    for c in refused.values():
+        print(f"{c['name']}: {c['detail']}")

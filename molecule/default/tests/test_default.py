@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import testinfra.utils.ansible_runner
+from kit_clients import HOST_CONTROLLER, admin_properties
 
 # The podman backend (podman exec) instead of one Ansible run per command: same checks, a
 # fraction of the time. CONTAINERS_CONF comes from the environment (make test-molecule).
@@ -64,12 +65,41 @@ def test_rendered_config(host):
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"].count("@") == 3
     # Both listeners advertised at the inventory's address (molecule.yml: fixed IPs), so
-    # --bootstrap-controller and the roll gates reach the controllers without DNS.
+    # --bootstrap-controller and the roll gates reach the controllers without DNS. The role's
+    # default profile: SASL_SSL (SCRAM-SHA-512) for clients and brokers, TLS to the controllers.
     assert props["advertised.listeners"] == \
-        f"PLAINTEXT://{_address(host)}:9092,CONTROLLER://{_address(host)}:9093"
+        f"SASL_SSL://{_address(host)}:9092,CONTROLLER://{_address(host)}:9093"
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["min.insync.replicas"] == "2"
     env = host.file("/etc/kafka/kafka.env").content_string
     assert "-Xms384m -Xmx384m" in env
+
+
+@pytest.mark.parametrize("path, user, group, mode", [
+    ("/etc/kafka/tls", "root", "kafka", 0o750),
+    ("/etc/kafka/tls/keystore.pem", "kafka", "kafka", 0o600),       # the host's key
+    ("/etc/kafka/tls/truststore.pem", "root", "kafka", 0o644),      # CA certificates only
+    ("/etc/kafka/credentials.properties", "kafka", "kafka", 0o600),  # the brokers' SCRAM login
+    ("/etc/kafka/client", "root", "root", 0o700),                   # the gates' client files
+    ("/etc/kafka/client/admin.properties", "root", "root", 0o600),
+    ("/etc/kafka/client/controller.properties", "root", "root", 0o600),
+])
+def test_key_and_credential_files_are_private(host, path, user, group, mode):
+    f = host.file(path)
+    assert f.exists, path
+    assert (f.user, f.group, f.mode) == (user, group, mode), (path, f.user, f.group, oct(f.mode))
+
+
+def test_client_files_on_the_controller_are_private():
+    """The admin's client files the converge wrote for this machine (kcat -F, --command-config)."""
+    java = admin_properties(os.environ["MOLECULE_INVENTORY_FILE"])
+    for f in (java, java.with_name("admin.librdkafka.properties")):
+        assert f.stat().st_mode & 0o777 == 0o600, f
+    assert java.parent.stat().st_mode & 0o777 == 0o700
+    text = java.read_text()
+    assert "security.protocol=SASL_SSL" in text and "sasl.mechanism=SCRAM-SHA-512" in text
 
 
 def test_storage_formatted_once_with_one_cluster_id(host):
@@ -87,7 +117,7 @@ def test_storage_formatted_once_with_one_cluster_id(host):
 def test_quorum_has_leader_and_three_voters(host):
     out = host.check_output(
         f"java -cp '{CLASSPATH}' org.apache.kafka.tools.MetadataQuorumCommand "
-        f"--bootstrap-controller {_address(host)}:9093 describe --status")
+        f"--bootstrap-controller {_address(host)}:9093 --command-config {HOST_CONTROLLER} describe --status")
     status = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     assert int(status["LeaderId"]) in NODE_IDS.values()
     voters = json.loads(status["CurrentVoters"].strip())
@@ -105,9 +135,15 @@ def test_smoke_round_trip_from_controller(host, bootstrap):
         pytest.skip("the cluster-wide smoke test runs once")
     result = subprocess.run(
         [sys.executable, "-m", "pyclient", "smoke", "--bootstrap-servers", bootstrap,
+         "--command-config", str(admin_properties(os.environ["MOLECULE_INVENTORY_FILE"])),
          "--expect-brokers", "3", "--replication-factor", "3", "--records", "5000", "--expect-racks",
          "--json"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
+    # The refused-access checks ran over the secure listener, each naming the broker's error.
+    refused = {c["name"]: c for c in report["checks"] if c["name"].endswith(" refused")}
+    assert sorted(refused) == ["anonymous refused", "user without ACLs refused", "wrong password refused"]
+    for c in refused.values():
+        print(f"{c['name']}: {c['detail']}")

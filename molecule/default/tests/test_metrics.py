@@ -20,8 +20,10 @@ import pytest
 import testinfra
 import testinfra.utils.ansible_runner
 from confluent_kafka.admin import AdminClient, NewTopic
+from kit_clients import admin_config, metrics
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 BROKERS = RUNNER.get_hosts("kafka_broker")
 MONITORING = RUNNER.get_hosts("monitoring")
 VARS = {name: RUNNER.get_variables(name) for name in BROKERS + MONITORING}
@@ -43,8 +45,9 @@ FOR = {k: _seconds(v) for k, v in MON.get("monitoring_alert_for", {}).items()}
 
 
 def _metrics(name: str) -> dict[str, float]:
-    """The agent's /metrics of a Kafka host, read over the scenario network as Prometheus does."""
-    text = urllib.request.urlopen(f"http://{ADDRESS[name]}:9404/metrics", timeout=10).read().decode()
+    """The agent's /metrics of a Kafka host, read over the scenario network as Prometheus does
+    (HTTPS, verified against the cluster's CA, with the secure profile)."""
+    text = metrics(ADDRESS[name], INVENTORY)
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -99,6 +102,8 @@ def test_prometheus_scrapes_every_target_and_nothing_fires():
     assert targets, [(t["labels"], t["health"], t.get("lastError")) for t in _api("targets")["activeTargets"]]
     kafka = {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "kafka"}
     assert kafka == set(BROKERS)
+    # The secure profile serves /metrics over HTTPS, and Prometheus verifies it (up = verified).
+    assert {t["scrapeUrl"].split(":", 1)[0] for t in targets if t["labels"]["job"] == "kafka"} == {"https"}
     assert {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "node"} == set(BROKERS)
     labels = next(t["labels"] for t in targets if t["labels"]["job"] == "kafka")
     assert labels["process_roles"] == "broker,controller" and labels["node_id"]
@@ -109,7 +114,7 @@ def test_stopped_broker_fires_down_and_under_replicated_then_resolves():
     victim = BROKERS[-1]
     host = testinfra.get_host(f"podman://{victim}", sudo=True)
     bootstrap = ",".join(f"{a}:9092" for a in ADDRESS.values())
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**admin_config(INVENTORY), "bootstrap.servers": bootstrap})
     topic = f"alert-check-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(60)
     try:

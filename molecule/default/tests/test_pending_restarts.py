@@ -20,6 +20,7 @@ import pytest
 import testinfra
 import testinfra.utils.ansible_runner
 from confluent_kafka.admin import AdminClient, ConfigResource
+from kit_clients import admin_config
 
 # Each test here converges the cluster several times (about 15 minutes apiece on the 2-core
 # build machine, measured 2026-12-02): CI's `make test` cannot hold them within its budget.
@@ -88,7 +89,7 @@ def _started_at(hosts) -> dict[str, int]:
 
 def _live(bootstrap: str, key: str) -> dict[str, str]:
     """The value each running broker uses for a static key (what it read when it started)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**admin_config(INVENTORY), "bootstrap.servers": bootstrap})
     out = {}
     for name in HOSTS:  # one broker resource per call (the Admin API's rule)
         res = ConfigResource("broker", str(NODE_IDS[name]))
@@ -193,7 +194,7 @@ def test_limit_and_preferred_leaders_after_a_roll(hosts, bootstrap):
     assert _recap(site)[target]["changed"] == 0, _tail(site)
     assert {n: h.file("/etc/kafka/server.properties").content_string for n, h in hosts.items()} == props_before
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**admin_config(INVENTORY), "bootstrap.servers": bootstrap})
     topic = "leaders-after-roll"
     admin.create_topics([NewTopic(topic, 6, 3)])[topic].result(60)
     try:

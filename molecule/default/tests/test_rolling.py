@@ -20,6 +20,7 @@ import testinfra
 import testinfra.utils.ansible_runner
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kit_clients import admin_config
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = os.environ.get("KAFKA_KIT_INVENTORY") or os.environ["MOLECULE_INVENTORY_FILE"]
@@ -67,7 +68,7 @@ def _downtimes(hosts) -> dict[str, tuple[int, int]]:
 
 
 def _create_topic(bootstrap: str, name: str, rf: int, min_isr: int, partitions: int) -> AdminClient:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**admin_config(INVENTORY), "bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, partitions, rf, config={"min.insync.replicas": str(min_isr)})])
     futures[name].result(60)
     return admin
@@ -99,7 +100,7 @@ def test_config_change_rolls_one_host_at_a_time_without_losing_records(hosts, bo
     stop = threading.Event()
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+        producer = Producer({**admin_config(INVENTORY), "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                              "linger.ms": 5, "delivery.timeout.ms": 300000})
 
         def on_delivery(err, msg) -> None:
@@ -145,7 +146,7 @@ def test_config_change_rolls_one_host_at_a_time_without_losing_records(hosts, bo
     # Nothing lost: every record the producer sent is acknowledged and read back, once.
     assert failures == []
     assert len(sent) > 100
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"roll-check-{topic}",
+    consumer = Consumer({**admin_config(INVENTORY), "bootstrap.servers": bootstrap, "group.id": f"roll-check-{topic}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(3)])

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import testinfra.utils.ansible_runner
+from kit_clients import admin_properties
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 HOSTS = RUNNER.get_hosts("all")
@@ -74,6 +75,12 @@ def test_ensemble_has_one_leader():
     assert sorted(modes) == ["follower", "follower", "leader"]
 
 
+def test_client_port_on_the_ensemble_address_only(host):
+    assert host.socket(f"tcp://{_address(host)}:2181").is_listening
+    assert not host.socket("tcp://0.0.0.0:2181").is_listening
+    assert not host.socket("tcp://127.0.0.1:2181").is_listening
+
+
 def test_ruok(host):
     assert _four_letter(host, "ruok") == "imok"
 
@@ -84,8 +91,14 @@ def test_broker_config_has_no_kraft_keys(host):
     assert props["broker.id"] == str(IDS[name])
     zk = [_address(testinfra.get_host(n)) + ":2181" for n in testinfra_hosts]
     assert props["zookeeper.connect"] == ",".join(zk) + "/kafka"
-    assert props["listeners"] == "PLAINTEXT://:9092"
-    assert props["advertised.listeners"] == f"PLAINTEXT://{_address(host)}:9092"
+    # The secure profile in ZooKeeper mode: one SASL_SSL listener, brokers log in to each other
+    # with SCRAM, ACLs in ZooKeeper (AclAuthorizer); no controller listener.
+    assert props["listeners"] == "SASL_SSL://:9092"
+    assert props["advertised.listeners"] == f"SASL_SSL://{_address(host)}:9092"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == "kafka.security.authorizer.AclAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
     for key in ("node.id", "process.roles", "controller.quorum.voters", "controller.listener.names",
                 "zookeeper.metadata.migration.enable"):
         assert key not in props, key
@@ -106,6 +119,22 @@ def test_brokers_registered_in_zookeeper(host):
     assert sorted(int(i) for i in ids) == [1, 2, 3]
 
 
+def test_scram_users_are_in_zookeeper(host):
+    """The brokers' user and the admin were written into ZooKeeper before the first broker
+    started (roles/kafka/tasks/scram_zookeeper.yml): SCRAM-SHA-512 credentials, no password."""
+    if host.backend.get_hostname() != "kk-zk-1":
+        pytest.skip("read once")
+    users = host.check_output(
+        f"java -cp '{CLASSPATH}' org.apache.zookeeper.ZooKeeperMain -server {_address(host)}:2181 "
+        "ls /kafka/config/users 2>/dev/null").strip().splitlines()[-1]
+    assert {"kafka-broker", "admin"} <= set(re.findall(r"[\w.-]+", users)), users
+    for user in ("kafka-broker", "admin"):
+        data = host.check_output(
+            f"java -cp '{CLASSPATH}' org.apache.zookeeper.ZooKeeperMain -server {_address(host)}:2181 "
+            f"get /kafka/config/users/{user} 2>/dev/null")
+        assert "SCRAM-SHA-512" in data and "stored_key=" in data and "password" not in data, data
+
+
 @pytest.fixture(scope="module")
 def bootstrap() -> str:
     return ",".join(f"{_address(testinfra.get_host(n))}:9092" for n in testinfra_hosts)
@@ -116,8 +145,15 @@ def test_smoke_round_trip_from_controller(host, bootstrap):
         pytest.skip("the cluster-wide smoke test runs once")
     result = subprocess.run(
         [sys.executable, "-m", "pyclient", "smoke", "--bootstrap-servers", bootstrap,
+         "--command-config", str(admin_properties(os.environ["MOLECULE_INVENTORY_FILE"])),
          "--expect-brokers", "3", "--replication-factor", "3", "--records", "5000", "--expect-racks",
          "--json"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["ok"] is True
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    # The refused-access checks ran over the secure listener, each naming the broker's error.
+    refused = {c["name"]: c for c in report["checks"] if c["name"].endswith(" refused")}
+    assert sorted(refused) == ["anonymous refused", "user without ACLs refused", "wrong password refused"]
+    for c in refused.values():
+        print(f"{c['name']}: {c['detail']}")

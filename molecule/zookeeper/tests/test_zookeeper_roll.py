@@ -32,7 +32,9 @@ def _playbook(*extra: str) -> subprocess.CompletedProcess:
 
 
 def _mode(host) -> str:
-    out = host.check_output("bash -c 'exec 3<>/dev/tcp/127.0.0.1/2181; printf srvr >&3; cat <&3'")
+    # The client port listens on the member's ensemble address only (clientPortAddress).
+    address = host.interface("eth0").addresses[0]
+    out = host.check_output(f"bash -c 'exec 3<>/dev/tcp/{address}/2181; printf srvr >&3; cat <&3'")
     return re.search(r"Mode: (\w+)", out).group(1)
 
 

@@ -265,6 +265,14 @@ def kafka_zookeeper_connect(hostvars: Mapping[str, Any], members: Sequence[str],
     return ",".join(parts) + (chroot or "")
 
 
+def kafka_zookeeper_chroot(connect: str) -> dict[str, Any]:
+    """zookeeper.connect split into the ensemble (``servers``, what ZooKeeper's own client takes)
+    and the znodes of its chroot from the top (``levels``: /a/b -> [/a, /a/b]; none without one)."""
+    servers, _, path = str(connect).strip().partition("/")
+    parts = [p for p in path.split("/") if p]
+    return {"servers": servers, "levels": ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]}
+
+
 def kafka_migration_properties(hosts: Sequence[Host], model: Mapping[str, Any], name: str,
                                mode: str, migration: bool, zookeeper_connect: str,
                                inter_broker_protocol_version: str) -> dict[str, Any]:
@@ -296,5 +304,6 @@ class FilterModule:
             "kafka_quorum_voters": kafka_quorum_voters,
             "kafka_bootstrap": kafka_bootstrap,
             "kafka_zookeeper_connect": kafka_zookeeper_connect,
+            "kafka_zookeeper_chroot": kafka_zookeeper_chroot,
             "kafka_migration_properties": kafka_migration_properties,
         }

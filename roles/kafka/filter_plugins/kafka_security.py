@@ -11,11 +11,18 @@
 * ``kafka_librdkafka_properties``: the same settings as librdkafka names them (kcat -F,
   pyclient). Two files, because kcat refuses a Java file: "Java JAAS configuration is not
   supported" for sasl.jaas.config, "No such configuration property" for ssl.truststore.*.
+* ``kafka_scram_credential_matches``: whether a SCRAM credential stored in ZooKeeper is the one
+  of a password (tasks/scram_zookeeper.yml writes it only when not).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -150,6 +157,30 @@ def kafka_client_files(model: Mapping[str, Any], users: Sequence[Mapping[str, An
     return files
 
 
+_SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+
+
+def kafka_scram_credential_matches(describe: str, mechanism: str, password: str) -> bool:
+    """Whether the SCRAM credential ``kafka-configs --describe --entity-type users`` printed
+    (``MECH=salt=..,stored_key=..,server_key=..,iterations=N``, base64 as ZooKeeper stores it) is
+    the one of ``password``: RFC 5802's StoredKey = H(HMAC(PBKDF2(password, salt, i), "Client
+    Key")). False when the user has no credential of ``mechanism``, so the caller writes it."""
+    algorithm = _SCRAM_HASHES.get(str(mechanism).upper())
+    if algorithm is None:
+        raise AnsibleFilterError(f"SCRAM mechanism {mechanism!r}: use one of {', '.join(_SCRAM_HASHES)}")
+    m = re.search(re.escape(str(mechanism).upper()) + r"=salt=([^,\s]+),stored_key=([^,\s]+),"
+                  r"server_key=[^,\s]+,iterations=(\d+)", str(describe))
+    if not m:
+        return False
+    try:
+        salt, stored = base64.b64decode(m.group(1), validate=True), base64.b64decode(m.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    salted = hashlib.pbkdf2_hmac(algorithm, str(password).encode(), salt, int(m.group(3)))
+    client_key = hmac.new(salted, b"Client Key", algorithm).digest()
+    return hmac.compare_digest(hashlib.new(algorithm, client_key).digest(), stored)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -158,4 +189,5 @@ class FilterModule:
             "kafka_client_properties": kafka_client_properties,
             "kafka_librdkafka_properties": kafka_librdkafka_properties,
             "kafka_client_files": kafka_client_files,
+            "kafka_scram_credential_matches": kafka_scram_credential_matches,
         }

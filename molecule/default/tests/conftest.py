@@ -1,0 +1,6 @@
+"""The scenario's checks import the helpers shared by the scenarios (molecule/shared)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
