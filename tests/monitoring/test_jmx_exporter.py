@@ -538,3 +538,18 @@ def test_agent_benchmark_renders_the_roles_rules(tmp_path):
     bench.render_rules(tmp_path / "rules.yml")
     rules = yaml.safe_load((tmp_path / "rules.yml").read_text())
     assert "httpServer" not in rules and len(rules["rules"]) > 10
+
+
+def test_zookeeper_https_with_no_security_dir_set(tmp_path):
+    """With neither kafka_security_dir nor zookeeper_jmx_exporter_tls_security_dir in the
+    inventory (the zookeeper scenario, a user's first inventory), the member's /metrics keystore
+    is issued from the kit CA beside the inventory (the kafka role's default dir). This once
+    failed with Ansible's "Recursive loop detected in template" (the include passed
+    kafka_security_dir defined by itself)."""
+    result = _install(tmp_path, "zookeeper", {"zookeeper_id": 1, "kafka_security_profile": "secure",
+                                              "zookeeper_jmx_exporter_bind_address": "127.0.0.1"},
+                      "zookeeper.env", ("jmx_exporter_tls.yml",))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert (tmp_path / ".kafka-kit" / "ca" / "ca.pem").is_file()
+    assert (tmp_path / ".kafka-kit" / "hosts" / "node-1").is_dir()
+    assert (tmp_path / "etc" / "jmx_exporter.p12").is_file()
