@@ -68,6 +68,18 @@ step rollback-after-finalize fail play playbooks/upgrade.yml "${OLD[@]}"
 grep -q "metadata.version 4.4-IV.* is finalized" "$WORK/rollback-after-finalize.log"
 
 # --- scale-out: broker 4 joins, nobody else restarts, replicas move onto it -----------------
+# Data for the rebalance to move: 12 MiB in 12 partitions on brokers 1-3. The kit's plan walks
+# partitions by name and the traffic topic holds little, so without it the moves were all of
+# near-empty __consumer_offsets partitions, done within the "interrupted" run's 1 s wait; the
+# name sorts before __consumer_offsets (upper case) so its partitions are moved first.
+bulk_data() {
+  local tool=(podman exec kk-day2-b1 java -cp '/opt/kafka/current/libs/*')
+  "${tool[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server 10.89.64.21:9092 --create \
+    --if-not-exists --topic Day2-bulk --partitions 12 --replication-factor 3
+  "${tool[@]}" org.apache.kafka.tools.ProducerPerformance --topic Day2-bulk --num-records 12288 \
+    --record-size 1024 --throughput -1 --producer-props bootstrap.servers=10.89.64.21:9092 acks=all
+}
+step bulk-data ok bulk_data
 pids > "$WORK/pids.before"
 step scale-out ok play4 playbooks/kafka.yml "${NEW[@]}"
 pids > "$WORK/pids.after"
