@@ -62,3 +62,17 @@ def metrics(url_host: str, inventory: str | Path, port: int = 9404, timeout: flo
         return urllib.request.urlopen(f"https://{url_host}:{port}/metrics", timeout=timeout,
                                       context=context).read().decode()
     return urllib.request.urlopen(f"http://{url_host}:{port}/metrics", timeout=timeout).read().decode()
+
+
+#: The refusal checks of ``pyclient smoke`` on a SASL listener (pyclient/smoke.py).
+REFUSALS = ("anonymous refused", "user without ACLs refused", "wrong password refused")
+
+
+def assert_refusals_checked(report: dict) -> None:
+    """The smoke report (``pyclient smoke --json``) holds the three refused-access checks, all
+    passed; print each with the broker's error (pytest -s, or the report of a failure)."""
+    refused = {c["name"]: c for c in report["checks"] if c["name"].endswith(" refused")}
+    assert sorted(refused) == list(REFUSALS), report["checks"]
+    for c in refused.values():
+        assert c["ok"], c
+        print(f"{c['name']}: {c['detail']}")
