@@ -206,7 +206,8 @@ def test_zookeeper_connect():
 
 
 def test_random_inventories_every_host_agrees():
-    """Property: whatever the shape, every host renders the same voters, each advertised
+    """Property: whatever the shape, every host renders the same voters (static) or bootstrap
+    list (dynamic) and never both, each advertised
     endpoint is unique, and a host's advertised listeners are exactly its listeners' names."""
     rng = random.Random(10)
     for _ in range(200):
@@ -220,9 +221,11 @@ def test_random_inventories_every_host_agrees():
         hosts = cluster(controllers, brokers, hv)
         seen: set[str] = set()
         voters = set()
+        quorum = rng.choice(["static", "dynamic"])
         for h in hosts:
-            p = kl.kafka_listener_properties(hosts, model, h["name"])
-            voters.add(p["controller.quorum.voters"])
+            p = kl.kafka_listener_properties(hosts, model, h["name"], quorum=quorum)
+            voters.add(p["controller.quorum.voters" if quorum == "static" else "controller.quorum.bootstrap.servers"])
+            assert ("controller.quorum.voters" in p) != ("controller.quorum.bootstrap.servers" in p)
             for endpoint in p["advertised.listeners"]:
                 assert endpoint.split("//")[1] not in seen
                 seen.add(endpoint.split("//")[1])
@@ -289,7 +292,9 @@ def test_limit_renders_what_a_full_run_renders(tmp_path):
     assert list(alone) == ["both.invalid"]
     assert alone["both.invalid"] == full["both.invalid"]
     props = alone["both.invalid"]
-    assert props["controller.quorum.voters"] == "101@192.0.2.101:9093,102@192.0.2.102:9093,9@192.0.2.9:9093"
+    # The role's default quorum of a new cluster is dynamic (kafka_kraft_quorum).
+    assert props["controller.quorum.bootstrap.servers"] == "192.0.2.101:9093,192.0.2.102:9093,192.0.2.9:9093"
+    assert "controller.quorum.voters" not in props
     assert props["advertised.listeners"] == "SASL_SSL://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"  # the secure default
     assert full["ctl-a.invalid"]["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
 

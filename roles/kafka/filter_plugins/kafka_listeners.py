@@ -11,6 +11,10 @@ The role's vars/main.yml calls these filters instead of nesting Jinja:
   controller and inter-broker listener names and the quorum voters of one host.
 * ``kafka_migration_properties`` adds the ZooKeeper-to-KRaft migration keys.
 * ``kafka_bootstrap`` lists host:port of the brokers (a listener) or of the controllers.
+* ``kafka_directory_id``, ``kafka_initial_controllers`` and ``kafka_running_quorum``: the dynamic
+  KRaft quorum (KIP-853) of a new cluster: each controller's metadata directory id, derived from
+  the cluster id and node id (the same on every run and every host), the ``--initial-controllers``
+  value of the storage format, and the quorum form a rendered server.properties runs.
 
 A host's address on a listener: ``kafka_listener_addresses[<listener name>]`` (multi-NIC hosts:
 a replication network beside the client network), else ``kafka_listener_address``, else
@@ -19,6 +23,8 @@ a replication network beside the client network), else ``kafka_listener_address`
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -197,6 +203,47 @@ def kafka_quorum_voters(hosts: Sequence[Host], model: Mapping[str, Any]) -> str:
                     for h in hosts if "controller" in h["roles"])
 
 
+def kafka_directory_id(cluster_id: str, node_id: Any) -> str:
+    """The metadata directory id of controller ``node_id`` of cluster ``cluster_id``.
+
+    Kafka's format (an Uuid: 16 bytes, base64url without padding, 22 characters), derived instead
+    of random so that every controller's format and every rerun uses the same value without the
+    hosts having to exchange it: SHA-256 of ``kafka-kit:<cluster id>:<node id>:<n>``, the first
+    n (from 0) whose Uuid is valid as Kafka requires (not the reserved zero/one ids, and not
+    starting with '-', which the tools would take for an option).
+    """
+    cluster_id, node = str(cluster_id).strip(), str(node_id).strip()
+    if not cluster_id or not node:
+        raise AnsibleFilterError("kafka_directory_id needs the cluster id and the node id")
+    for n in range(1000):
+        raw = hashlib.sha256(f"kafka-kit:{cluster_id}:{node}:{n}".encode()).digest()[:16]
+        value = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if int.from_bytes(raw, "big") > 1 and not value.startswith("-"):
+            return value
+    raise AnsibleFilterError(f"no directory id for node {node}")  # pragma: no cover (2^-1000)
+
+
+def kafka_initial_controllers(hosts: Sequence[Host], model: Mapping[str, Any], cluster_id: str) -> str:
+    """``kafka-storage format --initial-controllers``: id@address:port:directory-id of every
+    controller on the controller listener, in inventory order (the same value on every host)."""
+    listener = next(l for l in model["listeners"] if l["name"] == model["controller"])
+    return ",".join(f"{h['node_id']}@{_address(listener, h)}:{_port(listener, h)}:"
+                    f"{kafka_directory_id(cluster_id, h['node_id'])}"
+                    for h in hosts if "controller" in h["roles"])
+
+
+def kafka_running_quorum(server_properties: str) -> str:
+    """The quorum form a server.properties text runs: 'dynamic' (controller.quorum.bootstrap.servers),
+    'static' (controller.quorum.voters), or '' (none: not a KRaft host, or not configured yet)."""
+    keys = {line.split("=", 1)[0].strip() for line in str(server_properties or "").splitlines()
+            if "=" in line and not line.lstrip().startswith(("#", "!"))}
+    if "controller.quorum.voters" in keys:
+        return "static"
+    if "controller.quorum.bootstrap.servers" in keys:
+        return "dynamic"
+    return ""
+
+
 def kafka_bootstrap(hosts: Sequence[Host], model: Mapping[str, Any], listener_name: str = "") -> str:
     """host:port list of the brokers on a listener (default: the client listener), or of the
     controllers when listener_name is the controller listener."""
@@ -210,13 +257,16 @@ def kafka_bootstrap(hosts: Sequence[Host], model: Mapping[str, Any], listener_na
 
 def kafka_listener_properties(hosts: Sequence[Host], model: Mapping[str, Any], name: str,
                               mode: str = "kraft", bind_address: str = "",
-                              facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                              facts: Mapping[str, Any] | None = None,
+                              quorum: str = "static") -> dict[str, Any]:
     """The listener keys of one host's server.properties.
 
     KRaft: listeners and advertised.listeners (brokers on every broker listener, controllers on
     the controller listener, so --bootstrap-controller works from the advertised address),
     listener.security.protocol.map, controller.listener.names, controller.quorum.voters and,
-    on brokers, inter.broker.listener.name. ZooKeeper mode (a broker): the broker listeners, and
+    on brokers, inter.broker.listener.name. ``quorum`` 'dynamic' puts
+    controller.quorum.bootstrap.servers (the controllers on the controller listener) in place of
+    the voters (KIP-853). ZooKeeper mode (a broker): the broker listeners, and
     the protocol map and inter-broker name unless the only listener is PLAINTEXT (Kafka's
     defaults are exactly that).
     """
@@ -235,7 +285,13 @@ def kafka_listener_properties(hosts: Sequence[Host], model: Mapping[str, Any], n
     if kraft:
         props["listener.security.protocol.map"] = protocol_map
         props["controller.listener.names"] = controller
-        props["controller.quorum.voters"] = kafka_quorum_voters(hosts, model)
+        if quorum == "dynamic":
+            props["controller.quorum.bootstrap.servers"] = kafka_bootstrap(hosts, model, controller)
+        elif quorum == "static":
+            props["controller.quorum.voters"] = kafka_quorum_voters(hosts, model)
+        else:
+            raise AnsibleFilterError(f"kafka_kraft_quorum is '{quorum}': use 'dynamic' (a new "
+                                     "cluster's default) or 'static' (controller.quorum.voters)")
         if "broker" in roles:
             props["inter.broker.listener.name"] = model["inter_broker"]
     elif [(l["name"], l["protocol"]) for l in mine] != [("PLAINTEXT", "PLAINTEXT")]:
@@ -303,6 +359,9 @@ class FilterModule:
             "kafka_listener_properties": kafka_listener_properties,
             "kafka_quorum_voters": kafka_quorum_voters,
             "kafka_bootstrap": kafka_bootstrap,
+            "kafka_directory_id": kafka_directory_id,
+            "kafka_initial_controllers": kafka_initial_controllers,
+            "kafka_running_quorum": kafka_running_quorum,
             "kafka_zookeeper_connect": kafka_zookeeper_connect,
             "kafka_zookeeper_chroot": kafka_zookeeper_chroot,
             "kafka_migration_properties": kafka_migration_properties,

@@ -125,6 +125,24 @@ def check_quorum(cluster: Cluster) -> list[str]:
     return _quorum_size(len(_controllers(cluster)), "kafka_controller", cluster)
 
 
+def check_kraft_quorum(cluster: Cluster) -> list[str]:
+    """kafka_kraft_quorum is a quorum form Kafka has, and dynamic only where Kafka supports it."""
+    if "kraft_quorum" not in cluster:  # the preflight play always passes kafka_kraft_quorum
+        return []
+    quorum = str(cluster["kraft_quorum"])
+    if quorum not in ("dynamic", "static"):
+        return [f"kafka_kraft_quorum={quorum!r}: set dynamic (controller.quorum.bootstrap.servers, "
+                "the default of a new cluster) or static (controller.quorum.voters)."]
+    if quorum == "dynamic" and _mode(cluster) == "kraft":
+        # Below 3.3 check_version_mode already refuses KRaft itself.
+        old = sorted({h["name"] for h in cluster["hosts"]
+                      if (3, 3) <= (_version(h.get("version")) or (4, 0)) < (3, 9)})
+        if old:
+            return [f"{_names(old)}: kafka_kraft_quorum=dynamic needs kafka_version >= 3.9 "
+                    "(KIP-853); set kafka_kraft_quorum: static or raise kafka_version."]
+    return []
+
+
 def _quorum_size(size: int, group: str, cluster: Cluster) -> list[str]:
     if size == 0:
         return [f"group {group} is empty: the cluster has no metadata quorum; list 3 (or 5) hosts "
@@ -523,7 +541,7 @@ def _sibling(name: str) -> Any:
 hosts_rules = _sibling("kafka_preflight_hosts")
 
 RULES: list[Callable[[Cluster], list[str]]] = [
-    check_roles, check_version_mode, check_mode_mixture, check_quorum, check_node_ids, check_cluster_id,
+    check_roles, check_version_mode, check_mode_mixture, check_quorum, check_kraft_quorum, check_node_ids, check_cluster_id,
     check_replication, check_heap, check_colocated_heap, check_listeners, check_log_dirs,
     check_message_sizes, check_topics, *hosts_rules.RULES,
 ]
@@ -537,7 +555,8 @@ def kafka_preflight_errors(cluster: Cluster) -> list[str]:
     controller_port, resolves {address: bool, what this host resolved}, data_dirs, heap_size, memtotal_mb, version,
     mode, properties {server.properties keys the user set, merged}), ``lab`` (bool),
     ``topics`` (kafka_topics_list), ``cluster_id``, ``zookeeper_group``, ``zookeeper_count``,
-    ``mode`` (kafka_mode; default: from the hosts), ``migration`` (kafka_zookeeper_migration).
+    ``mode`` (kafka_mode; default: from the hosts), ``migration`` (kafka_zookeeper_migration),
+    ``kraft_quorum`` (kafka_kraft_quorum).
     """
     errors: list[str] = []
     for rule in RULES:
