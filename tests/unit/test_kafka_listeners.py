@@ -292,9 +292,7 @@ def test_limit_renders_what_a_full_run_renders(tmp_path):
     assert list(alone) == ["both.invalid"]
     assert alone["both.invalid"] == full["both.invalid"]
     props = alone["both.invalid"]
-    # The role's default quorum of a new cluster is dynamic (kafka_kraft_quorum).
-    assert props["controller.quorum.bootstrap.servers"] == "192.0.2.101:9093,192.0.2.102:9093,192.0.2.9:9093"
-    assert "controller.quorum.voters" not in props
+    assert props["controller.quorum.voters"] == "101@192.0.2.101:9093,102@192.0.2.102:9093,9@192.0.2.9:9093"
     assert props["advertised.listeners"] == "SASL_SSL://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"  # the secure default
     assert full["ctl-a.invalid"]["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
 
