@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "pyclient"))
 from _broker import LOG4J2, _die_with_parent, free_port, kafka_home  # noqa: E402
 
+sys.path.insert(0, str(REPO / "tests" / "security"))
+from _secure import _java  # noqa: E402  (Kafka's tool classes with the role's classpath)
+
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
@@ -187,11 +190,6 @@ def _play(root: Path, playbook: str = "play.yml") -> subprocess.CompletedProcess
                ANSIBLE_NOCOLOR="1")
     return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(root / "hosts.yml"), str(root / playbook)],
                           capture_output=True, text=True, env=env, timeout=600)
-
-
-def _java(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["java", "-Xmx256m", "-cp", f"{home}/libs/*", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
