@@ -182,6 +182,16 @@ def test_role_installs_the_pinned_jar_and_the_rules(kafka_install):
     assert opts == [f"-javaagent:{jar}=127.0.0.1:{port}:{work / 'etc' / 'jmx_exporter.yml'}"]
 
 
+def test_kafka_env_carries_the_roles_default_jvm_flags(kafka_install):
+    """The production JIT and GC (G1, C2) the role renders by default; the Molecule scenarios
+    override them with the test JVM (README, "Tests"), so this is where the default is checked."""
+    work, _, _, _ = kafka_install
+    defaults = yaml.safe_load((REPO / "roles" / "kafka" / "defaults" / "main.yml").read_text())
+    opts = _opts(work / "etc" / "kafka.env", "KAFKA_JVM_PERFORMANCE_OPTS")
+    assert opts == defaults["kafka_jvm_performance_opts"].split()
+    assert "-XX:+UseG1GC" in opts and not any(o.startswith("-XX:TieredStopAtLevel") for o in opts)
+
+
 def test_second_run_changes_nothing(kafka_install):
     _, _, _, second = kafka_install
     assert second.returncode == 0, second.stdout[-3000:]

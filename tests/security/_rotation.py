@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "molecule" / "shared"))
+from kit_rolls import assert_rolled_one_at_a_time, service_spans  # noqa: E402
 TRAFFIC = Path(__file__).with_name("_traffic.py")
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 #: TLS and SASL failures: what a rotation done wrong shows (a client that does not trust the
@@ -66,30 +68,19 @@ def site(cluster: Cluster, *args: str, timeout: float = 1500) -> subprocess.Comp
 
 
 def downtimes(cluster: Cluster) -> dict[str, tuple[int, int]]:
-    """[stop, start] of each Kafka host's kafka.service on the monotonic clock (lab hosts are
-    containers of this machine's kernel, so the clocks are one)."""
+    """[stop, start] of each Kafka host's kafka.service (molecule/shared/kit_rolls.py)."""
     import testinfra
     import testinfra.utils.ansible_runner
 
     inv = str(cluster.inventory)
     runner = testinfra.utils.ansible_runner.AnsibleRunner(inv)
-    out = {}
-    for name in sorted(set(runner.get_hosts("kafka_broker")) | set(runner.get_hosts("kafka_controller"))):
-        show = testinfra.get_host(f"ansible://{name}?ansible_inventory={inv}", sudo=True).check_output(
-            "systemctl show kafka -p InactiveEnterTimestampMonotonic -p ActiveEnterTimestampMonotonic")
-        values = dict(line.split("=", 1) for line in show.splitlines())
-        out[name] = (int(values["InactiveEnterTimestampMonotonic"]), int(values["ActiveEnterTimestampMonotonic"]))
-    return out
+    names = sorted(set(runner.get_hosts("kafka_broker")) | set(runner.get_hosts("kafka_controller")))
+    return service_spans({n: testinfra.get_host(f"ansible://{n}?ansible_inventory={inv}", sudo=True) for n in names})
 
 
 def rolled_one_at_a_time(cluster: Cluster, since_us: int, step: str) -> None:
     """Every Kafka host was restarted after ``since_us``, and no two were down at once."""
-    spans = downtimes(cluster)
-    for name, (stop_at, start_at) in spans.items():
-        assert stop_at > since_us and start_at > stop_at, f"{step}: {name} was not restarted by the roll"
-    ordered = sorted(spans.values())
-    for (_, end), (begin, _) in zip(ordered, ordered[1:]):
-        assert end < begin, f"{step}: two hosts were down at once: {spans}"
+    assert_rolled_one_at_a_time(downtimes(cluster), since_us, step)
 
 
 def converge(cluster: Cluster, *extra: str, rolls: bool = False) -> dict[str, int]:

@@ -21,6 +21,7 @@ import testinfra.utils.ansible_runner
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kit_clients import admin_config
+from kit_rolls import assert_rolled_one_at_a_time, service_spans
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = os.environ.get("KAFKA_KIT_INVENTORY") or os.environ["MOLECULE_INVENTORY_FILE"]
@@ -55,18 +56,6 @@ def _playbook(playbook: str, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=1800)
 
 
-def _downtimes(hosts) -> dict[str, tuple[int, int]]:
-    """[stop, start] of each host's kafka.service on the shared monotonic clock (one kernel)."""
-    out = {}
-    for name, h in hosts.items():
-        show = h.check_output("systemctl show kafka -p InactiveEnterTimestampMonotonic "
-                              "-p ActiveEnterTimestampMonotonic")
-        values = dict(line.split("=", 1) for line in show.splitlines())
-        out[name] = (int(values["InactiveEnterTimestampMonotonic"]),
-                     int(values["ActiveEnterTimestampMonotonic"]))
-    return out
-
-
 def _create_topic(bootstrap: str, name: str, rf: int, min_isr: int, partitions: int) -> AdminClient:
     admin = AdminClient({**admin_config(INVENTORY), "bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, partitions, rf, config={"min.insync.replicas": str(min_isr)})])
@@ -79,13 +68,13 @@ def test_roll_refused_when_a_partition_is_at_min_isr(hosts, bootstrap):
     admin = _create_topic(bootstrap, topic, rf=2, min_isr=2, partitions=1)
     try:
         time.sleep(3)
-        before = _downtimes(hosts)
+        before = service_spans(hosts)
         result = _playbook("playbooks/rolling_restart.yml")
         assert result.returncode != 0, "the roll must refuse to stop a broker of a partition at min ISR"
         assert "are at min.insync.replicas with this node in their ISR" in result.stdout, result.stdout[-3000:]
         assert topic in result.stdout
         # Refused before any stop: the broker the gate protected was not restarted.
-        after = _downtimes(hosts)
+        after = service_spans(hosts)
         refused = [n for n in hosts if after[n] == before[n]]
         assert refused, "at least the refused broker must still be running untouched"
     finally:
@@ -135,13 +124,8 @@ def test_config_change_rolls_one_host_at_a_time_without_losing_records(hosts, bo
     # Every host got the setting, and every host was restarted during this test.
     for name, h in hosts.items():
         assert "log.retention.hours=170" in h.file("/etc/kafka/server.properties").content_string, name
-    downtimes = _downtimes(hosts)
-    for name, (stop_at, start_at) in downtimes.items():
-        assert stop_at > started and start_at > stop_at, f"{name} was not restarted by the roll"
     # One at a time: no two hosts were down at the same moment.
-    spans = sorted(downtimes.values())
-    for (_, end), (begin, _) in zip(spans, spans[1:]):
-        assert end < begin, f"two hosts were down at once: {spans}"
+    assert_rolled_one_at_a_time(service_spans(hosts), started)
 
     # Nothing lost: every record the producer sent is acknowledged and read back, once.
     assert failures == []
