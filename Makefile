@@ -134,7 +134,8 @@ test-molecule:
 	  CLUSTER_BROKERS=$(CLUSTER_BROKERS) tools/peak-mem timeout $(MOLECULE_TIMEOUT) $(BIN)/molecule test -s $$s || exit 1; \
 	done
 
-# The cluster scenario in the production shape: 10 brokers on 3 racks + 3 dedicated controllers.
+# The cluster scenario in the production shape: 10 brokers on 3 racks + 3 dedicated controllers
+# (1079 s on 2026-12-07; make test's 4-broker run 544 s).
 test-cluster: deps
 	CLUSTER_BROKERS=10 tools/peak-mem $(BIN)/molecule test -s cluster
 
