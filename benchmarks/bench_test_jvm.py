@@ -21,10 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "pyclient"))
 import _broker  # noqa: E402
+import yaml  # noqa: E402
 
-ROLE_DEFAULT = ["-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-                "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true"]
-TEST_JVM = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-Djava.awt.headless=true"]
+# The flags as the project sets them: the role's default and the default scenario's test JVM.
+ROLE_DEFAULT = yaml.safe_load((REPO / "roles/kafka/defaults/main.yml").read_text())["kafka_jvm_performance_opts"].split()
+TEST_JVM = (yaml.safe_load((REPO / "molecule/default/molecule.yml").read_text())
+            ["provisioner"]["inventory"]["group_vars"]["all"]["kafka_jvm_performance_opts"].split())
 
 
 def _cpu_s(pid: int) -> float:
