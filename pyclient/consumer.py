@@ -84,12 +84,14 @@ def reader_index(rank: int, world_size: int, worker: int, num_workers: int) -> t
 
 def drain_loop(reader: Any, n: int, timeout: float) -> list[Record]:
     """Up to ``n`` records from ``reader``'s ``_drain(out, n)``, fetching (``_fetch(t)``) in
-    turns of at most 0.5 s until ``n`` are there, ``at_end()``, or ``timeout`` passed."""
+    turns of at most 0.5 s until a record is there, ``at_end()``, or ``timeout`` passed:
+    ``timeout`` bounds the wait for the *first* record only, as Kafka's ``poll()`` (a call
+    that waited for all ``n`` kept a latency reader's records for the whole timeout)."""
     out: list[Record] = []
     deadline = time.monotonic() + timeout
     while True:
         reader._drain(out, n)
-        if len(out) >= n or reader.at_end():
+        if out or n <= 0 or reader.at_end():
             return out
         left = deadline - time.monotonic()
         if left <= 0:
