@@ -33,17 +33,23 @@ def _keep_inherited_clients() -> None:
 os.register_at_fork(after_in_child=_keep_inherited_clients)
 _TRANSIENT = {ck.KafkaError.NOT_COORDINATOR, ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
               ck.KafkaError.COORDINATOR_NOT_AVAILABLE, ck.KafkaError._WAIT_COORD}
+#: A partition whose leader is not known yet (a new topic) or moving (a restart).
+_LEADER_MOVING = frozenset({ck.KafkaError.NOT_LEADER_FOR_PARTITION,
+                            ck.KafkaError.LEADER_NOT_AVAILABLE})
 
 
-def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0) -> T:
-    """Call ``fn``, retrying retriable errors (coordinator moving or loading) until timeout."""
+def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0,
+           also: frozenset[int] = frozenset()) -> T:
+    """Call ``fn``, retrying retriable errors (coordinator moving or loading; ``also``: these
+    codes too) until timeout."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return fn()
         except ck.KafkaException as e:
             err = e.args[0]
-            if not err.retriable() and err.code() not in _TRANSIENT or time.monotonic() > deadline:
+            if (not err.retriable() and err.code() not in _TRANSIENT and err.code() not in also
+                    or time.monotonic() > deadline):
                 raise KafkaKitError(f"{what}: {err.name()}: {err.str()}") from e
             time.sleep(0.2)
 
@@ -188,7 +194,10 @@ class Consumer:
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in res}
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
-        lo, hi = self._c.get_watermark_offsets(ck.TopicPartition(topic, partition), timeout=30)
+        # Retried: a topic created a moment ago answers NOT_LEADER_FOR_PARTITION until its
+        # leaders are known everywhere (seen building a dataset right after make_topic).
+        lo, hi = _retry(f"watermarks of {topic}-{partition}", lambda: self._c.get_watermark_offsets(
+            ck.TopicPartition(topic, partition), timeout=30), also=_LEADER_MOVING)
         return int(lo), int(hi)
 
     def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
