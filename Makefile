@@ -65,12 +65,16 @@ lab-deploy:
 smoke:
 	$(BIN)/ansible-playbook playbooks/smoke.yml -i inventories/lab
 
-# The article's table measured on a running plaintext lab (make lab LAB_SECURITY=plaintext first): before vs after vs Kafka's
-# own tools, one run (benchmarks/bench_article.py, docs/benchmarks.md). BENCH_ARGS adds options.
+# The article's table measured on a running lab (make lab): before (a 3-node cluster on Kafka's
+# defaults, started on this host for the run, and the article's code) vs after (the lab, as
+# admin over SASL_SSL when the lab is secure, and pyclient) vs Kafka's own tools, one run
+# (benchmarks/bench_article.py, docs/benchmarks.md). BENCH_ARGS adds options.
 BENCH_SERVERS ?= 10.89.60.11:9092,10.89.60.12:9092,10.89.60.13:9092
+BENCH_CONFIG  ?= inventories/lab/.kafka-kit/clients/admin.properties
 BENCH_ARGS    ?=
 bench:
-	$(PY) benchmarks/bench_article.py -b $(BENCH_SERVERS) --replication-factor 3 --partitions 12 $(BENCH_ARGS)
+	$(PY) benchmarks/bench_article.py -b $(BENCH_SERVERS) --replication-factor 3 --partitions 12 \
+	  $(if $(wildcard $(BENCH_CONFIG)),--command-config $(BENCH_CONFIG)) $(BENCH_ARGS)
 
 # docs/pyclient.md's DDP training loop (train_ddp.py) run as written against a running secure
 # lab: tests/pyclient/test_docs_example.py with the lab's client files (admin creates the

@@ -1,34 +1,42 @@
 #!/usr/bin/env python3
 """The reference article's table, measured: before vs after, side by side, in one run.
 
-before: a topic with Kafka's default topic settings (RF and min ISR as given, nothing else
-        set) and the article's client code: its producer loop (json.dumps per line, produce +
-        poll(0), a print per delivery, batch.size=16384, linger.ms=10, lz4) and its consumer
-        (group, auto commit, poll(1.0) one message at a time, json.loads, a train_model stub).
-after:  a topic with the kit's topic settings (lz4, min ISR 2, max.message.bytes) and pyclient
+before: Kafka's defaults and the article's client code. The brokers: a cluster of three
+        nodes on Kafka's own defaults (the distribution's server.properties and JVM options,
+        benchmarks/_defaults_cluster.py, started on this host for the run unless
+        --before-servers names one), plaintext as shipped; topics with Kafka's default topic
+        settings (RF and min ISR as given, nothing else set). The client: the article's
+        producer loop (json.dumps per line, produce + poll(0), a print per delivery,
+        batch.size=16384, linger.ms=10, lz4) and its consumer (group, auto commit, poll(1.0)
+        one message at a time, json.loads, a train_model stub).
+after:  the kit's cluster (-b, with --command-config on a secure one: the lab's profile), a
+        topic with the kit's topic settings (lz4, min ISR 2, max.message.bytes) and pyclient
         (Ingestor, FeedConsumer, KafkaTokenDataset).
-Beside them Kafka's own tools on the after topic: ProducerPerformance, ConsumerPerformance,
+Beside them Kafka's own tools on the after cluster: ProducerPerformance, ConsumerPerformance,
 EndToEndLatency.
 
 Rows: producer throughput (median of --rounds alternating rounds), end-to-end latency
 avg/p50/p99 at one fixed offered rate for both sides (--rate, default half of before's median
-peak), consumer throughput, and a training-time proxy: seconds to deliver --tokens tokens of
-packed batches (seq_len x batch) to a simulated training step.
+peak), then pyclient's at EndToEndLatency's own rate (that tool is serial: one record in
+flight, so its rate is 1 / its latency), with pyclient's defaults and with linger.ms=0 (the
+producer setting EndToEndLatency uses); consumer throughput; and a training-time proxy:
+seconds to deliver --tokens tokens of packed batches (seq_len x batch) to a simulated
+training step.
 
-Both sides run on the same brokers: the broker-side "before" (Kafka's default server.properties)
-needs a second cluster, which this script does not build (see docs/benchmarks.md).
-
-  python benchmarks/bench_article.py -b H1:9092,H2:9092,H3:9092 --replication-factor 3
+  python benchmarks/bench_article.py -b H1:9092,H2:9092,H3:9092 --replication-factor 3 \
+      --command-config inventories/lab/.kafka-kit/clients/admin.properties
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +44,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_producer as bp  # noqa: E402
-from _common import REPO, make_corpus, parser, percentile, run_child, run_proc, save_results  # noqa: E402
+from _common import (REPO, make_corpus, parser, percentile, run_child, run_proc,  # noqa: E402
+                     save_results, use_command_config)
 
 #: The article's claims [ART], the "claimed" columns of the table.
 CLAIMED = {"throughput": ("10 MB/s", "15 MB/s"), "average latency": ("50 ms", "25 ms"),
            "training time": ("12 h", "8.5 h")}
+#: The latency rows' first record (not measured, skipped by the consumers).
+WARMUP = b"warmup"
 
 
 # -- children (each in its own process) --------------------------------------------------------
@@ -60,6 +71,8 @@ def child_article_consumer(a: argparse.Namespace) -> dict[str, Any]:
     while n < a.n and time.monotonic() < deadline:
         msg = c.poll(1.0)
         if msg is None or msg.error():
+            continue
+        if msg.value() == WARMUP:
             continue
         t0 = t0 or time.perf_counter()
         text = json.loads(msg.value().decode("utf-8"))["text"]
@@ -85,11 +98,12 @@ def child_pyclient_consumer(a: argparse.Namespace) -> dict[str, Any]:
     t0 = None
     deadline = time.monotonic() + a.max_seconds
     while n < a.n and time.monotonic() < deadline:
-        batch = c.consume(10000, timeout=1.0)
+        batch = c.consume(10000, timeout=1.0)  # returns once a record is there
         if not batch:
             if not a.latency and c.at_end():
                 break
             continue
+        batch = [r for r in batch if r.value != WARMUP]
         t0 = t0 or time.perf_counter()
         if a.latency:
             now = time.time()
@@ -128,6 +142,11 @@ def child_rate_producer(a: argparse.Namespace, article: bool) -> dict[str, Any]:
            merged(PRODUCER_DEFAULTS, "confluent", a.bootstrap_servers,
                   dict(x.split("=", 1) for x in a.X)))
     p = ck.Producer(cfg)
+    # Warm-up: connections, metadata and (idempotence) the producer id before the clock starts;
+    # without it the first records of either side waited ~0.5 s for them (the p99 of a short
+    # row). The consumers skip this record.
+    p.produce(a.topic, WARMUP)
+    p.flush(60)
     pad = "x" * max(a.record_size - 40, 0)
     n, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < a.seconds:
@@ -152,14 +171,20 @@ def _lat(lat: list[float]) -> dict[str, float]:
 
 # -- orchestration --------------------------------------------------------------------------------
 
-def child(a: argparse.Namespace, name: str, topic: str, **kw: Any) -> tuple[dict[str, Any], float]:
-    args = [sys.executable, __file__, "--child", name, "--topic", topic, "-b", a.bootstrap_servers,
+def servers(a: argparse.Namespace, side: str) -> str:
+    """The bootstrap list of the side's cluster."""
+    return a.before_servers if side == "before" else a.bootstrap_servers
+
+
+def child(a: argparse.Namespace, name: str, topic: str, side: str, x: tuple[str, ...] = (),
+          **kw: Any) -> tuple[dict[str, Any], float]:
+    args = [sys.executable, __file__, "--child", name, "--topic", topic, "-b", servers(a, side),
             "--group", kw.pop("group", f"g-{topic}-{time.time_ns()}"), "--record-size",
             str(a.record_size)]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    for x in a.X:
-        args += ["-X", x]
+    for setting in (*a.X, *x):
+        args += ["-X", setting]
     res, ru, _wall = run_child(args)
     return res, ru.ru_utime + ru.ru_stime
 
@@ -171,30 +196,39 @@ def make_topic(a: argparse.Namespace, side: str) -> str:
     cfg = {"min.insync.replicas": str(min(2, a.replication_factor))}
     if side == "after":  # the kit's topic settings (inventories/*/group_vars/all/topics.yml)
         cfg.update({"compression.type": "lz4", "max.message.bytes": "1048588"})
-    with Admin({"bootstrap.servers": a.bootstrap_servers}) as admin:
-        admin.ensure_topic(topic, a.partitions, a.replication_factor, cfg)
+    admin = a.admin_config if side == "after" else {"bootstrap.servers": a.before_servers}
+    with Admin(admin) as adm:
+        adm.ensure_topic(topic, a.partitions, a.replication_factor, cfg)
     time.sleep(1.0)
     return topic
 
 
 def java_tool(a: argparse.Namespace, tool: str, args: list[str]) -> str:
+    """One of Kafka's tools against the after cluster (its client properties file, if any)."""
     from _broker import kafka_home  # tests/pyclient, on the path through bench_producer
 
     home = Path(a.kafka_home) if a.kafka_home else kafka_home()
+    cfg = ["--command-config", a.command_config] if a.command_config else []
     out, err, _ru, _wall = run_proc(["java", "-Xmx1g", "-cp", f"{home}/libs/*",
                                      "-Dlog4j2.configurationFile=" + str(bp._quiet_log4j()),
-                                     f"org.apache.kafka.tools.{tool}", *args], env=dict(os.environ))
+                                     f"org.apache.kafka.tools.{tool}", *args, *cfg],
+                                    env=dict(os.environ))
     return out + err
 
 
-def producer_rows(a: argparse.Namespace, corpus: Path, topics: dict[str, str]) -> dict[str, Any]:
-    ns = argparse.Namespace(bootstrap_servers=a.bootstrap_servers, X=a.X, records=a.records,
-                            record_size=a.record_size, kafka_home=a.kafka_home, corpus=corpus)
+def _ns(a: argparse.Namespace, side: str, corpus: Path) -> argparse.Namespace:
+    return argparse.Namespace(bootstrap_servers=servers(a, side), X=a.X, records=a.records,
+                              record_size=a.record_size, kafka_home=a.kafka_home, corpus=corpus,
+                              command_config=a.command_config)
+
+
+def producer_rows(a: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"article": [], "pyclient": [], "java": []}
     for rnd in range(a.rounds):  # alternating: every contender sees the same background
         for name in runs:
-            t = make_topic(a, "before" if name == "article" else "after")
-            runs[name].append(bp.run_one(ns, name, t, corpus))
+            side = "before" if name == "article" else "after"
+            t = make_topic(a, side)
+            runs[name].append(bp.run_one(_ns(a, side, corpus), name, t, corpus))
             print(f"  round {rnd + 1}: {name}: {runs[name][-1]['mb_s']:.1f} MB/s", file=sys.stderr)
     med = {n: sorted(rs, key=lambda r: r["records_s"])[len(rs) // 2] for n, rs in runs.items()}
     ratio = [p["records_s"] / j["records_s"] for p, j in zip(runs["pyclient"], runs["java"])]
@@ -202,23 +236,28 @@ def producer_rows(a: argparse.Namespace, corpus: Path, topics: dict[str, str]) -
             "pyclient_over_java_median": statistics.median(ratio)}
 
 
-def latency_rows(a: argparse.Namespace, rate: float) -> dict[str, Any]:
+def e2e(a: argparse.Namespace, side: str, rate: float, x: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Records offered at ``rate``/s for --seconds to a fresh topic of ``side``'s cluster, read
+    by the side's consumer in another process; each latency is receive time - send time."""
     import subprocess
 
+    article = side == "before"
+    topic = make_topic(a, side)
+    n = int(rate * a.seconds)
+    c = subprocess.Popen([sys.executable, __file__, "--child",
+                          "article-consumer" if article else "pyclient-consumer",
+                          "--topic", topic, "-b", servers(a, side), "--group", f"lat-{topic}",
+                          "--n", str(n), "--latency", "--max-seconds", str(a.seconds + 60)],
+                         stdout=subprocess.PIPE, text=True)
+    time.sleep(5.0)  # the consumer has joined and sits at the end of the empty topic
+    prod, _cpu = child(a, "rate-article" if article else "rate-pyclient", topic, side, x,
+                       rate=rate, seconds=a.seconds)
+    res = json.loads(c.communicate(timeout=a.seconds + 120)[0].strip().splitlines()[-1])
+    return {**res, "rate": rate, "offered": prod["records"] / prod["seconds"], "settings": list(x)}
+
+
+def latency_rows(a: argparse.Namespace, rate: float) -> dict[str, Any]:
     out: dict[str, Any] = {"rate": rate}
-    for side, cons, article in (("before", "article-consumer", True),
-                                ("after", "pyclient-consumer", False)):
-        topic = make_topic(a, side)
-        n = int(rate * a.seconds)
-        c = subprocess.Popen([sys.executable, __file__, "--child", cons, "--topic", topic, "-b",
-                              a.bootstrap_servers, "--group", f"lat-{topic}", "--n", str(n),
-                              "--latency", "--max-seconds", str(a.seconds + 60)],
-                             stdout=subprocess.PIPE, text=True)
-        time.sleep(5.0)  # the consumer has joined and sits at the end of the empty topic
-        prod, _cpu = child(a, "rate-article" if article else "rate-pyclient", topic, rate=rate,
-                           seconds=a.seconds)
-        res = json.loads(c.communicate(timeout=a.seconds + 120)[0].strip().splitlines()[-1])
-        out[side] = {**res, "offered": prod["records"] / prod["seconds"]}
     topic = make_topic(a, "after")
     text = java_tool(a, "EndToEndLatency", ["--bootstrap-server", a.bootstrap_servers, "--topic",
                                            topic, "--num-records", str(a.e2e_records),
@@ -226,8 +265,14 @@ def latency_rows(a: argparse.Namespace, rate: float) -> dict[str, Any]:
                                            str(a.record_size)])
     m = re.search(r"Avg latency: ([\d.]+) ms", text)
     pct = re.search(r"Percentiles: 50th = ([\d.]+), 99th = ([\d.]+)", text)
-    out["java"] = ({"avg_ms": float(m[1]), "p50_ms": float(pct[1]), "p99_ms": float(pct[2]),
-                    "note": "serial: one record in flight"} if m and pct else {"raw": text[-2000:]})
+    if not (m and pct):
+        raise RuntimeError(f"EndToEndLatency output not understood:\n{text[-2000:]}")
+    out["java"] = {"avg_ms": float(m[1]), "p50_ms": float(pct[1]), "p99_ms": float(pct[2]),
+                   "rate": 1000.0 / float(m[1]), "note": "serial: one record in flight"}
+    out["before"] = e2e(a, "before", rate)
+    out["after"] = e2e(a, "after", rate)
+    out["after_at_java_rate"] = e2e(a, "after", out["java"]["rate"])
+    out["after_at_java_rate_linger0"] = e2e(a, "after", out["java"]["rate"], ("linger.ms=0",))
     return out
 
 
@@ -235,12 +280,10 @@ def consumer_rows(a: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for side, name in (("before", "article"), ("after", "pyclient")):
         topic = make_topic(a, side)
-        ns = argparse.Namespace(bootstrap_servers=a.bootstrap_servers, X=a.X, records=a.records,
-                                record_size=a.record_size, kafka_home=a.kafka_home, corpus=corpus)
-        bp.run_one(ns, name, topic, corpus)  # fill it the side's own way
-        res, cpu = child(a, f"{name}-consumer", topic, n=a.records, max_seconds=600)
+        bp.run_one(_ns(a, side, corpus), name, topic, corpus)  # fill it the side's own way
+        res, cpu = child(a, f"{name}-consumer", topic, side, n=a.records, max_seconds=600)
         res2, _ = child(a, "pyclient-training" if side == "after" else "article-consumer", topic,
-                        tokens=a.tokens, n=a.records, max_seconds=600, seq_len=a.seq_len,
+                        side, tokens=a.tokens, n=a.records, max_seconds=600, seq_len=a.seq_len,
                         batch=a.batch)
         out[side] = {"consume": {**res, "mb_s": res["bytes"] / res["seconds"] / 1e6,
                                  "records_s": res["records"] / res["seconds"], "cpu_s": cpu},
@@ -264,6 +307,7 @@ def table(p: dict[str, Any], lat: dict[str, Any], c: dict[str, Any]) -> str:
         return (f"{d['avg_ms']:.1f} / {d['p50_ms']:.1f} / {d['p99_ms']:.1f} ms"
                 if "avg_ms" in d else "n/a")
     tb, ta = c["before"]["training"], c["after"]["training"]
+    lj, l1, l0 = lat["java"], lat["after_at_java_rate"], lat["after_at_java_rate_linger0"]
     rows = [
         "| metric | article claims before -> after | measured before (defaults + article code) "
         "| measured after (kit + pyclient) | after / before | Kafka's own tool |",
@@ -273,7 +317,11 @@ def table(p: dict[str, Any], lat: dict[str, Any], c: dict[str, Any]) -> str:
         f"| ProducerPerformance {j['mb_s']:.1f} MB/s (pyclient/java median "
         f"{p['pyclient_over_java_median']:.2f}x) |",
         f"| end-to-end latency avg / p50 / p99 at {lat['rate']:,.0f} rec/s | 50 -> 25 ms avg "
-        f"| {ms(lat['before'])} | {ms(lat['after'])} | | EndToEndLatency {ms(lat['java'])} |",
+        f"| {ms(lat['before'])} | {ms(lat['after'])} "
+        f"| {lat['before']['avg_ms'] / lat['after']['avg_ms']:.1f}x lower avg | |",
+        f"| end-to-end latency avg / p50 / p99 at {lj['rate']:,.0f} rec/s (EndToEndLatency's rate) "
+        f"| | | {ms(l1)}; with linger.ms=0: {ms(l0)} | | EndToEndLatency {ms(lj)}: pyclient p99 "
+        f"{l1['p99_ms'] / lj['p99_ms']:.2f}x, with linger.ms=0 {l0['p99_ms'] / lj['p99_ms']:.2f}x |",
         f"| consumer throughput | | {c['before']['consume']['mb_s']:.1f} MB/s "
         f"| {c['after']['consume']['mb_s']:.1f} MB/s "
         f"| {c['after']['consume']['records_s'] / c['before']['consume']['records_s']:.1f}x "
@@ -285,12 +333,18 @@ def table(p: dict[str, Any], lat: dict[str, Any], c: dict[str, Any]) -> str:
         f"producer: MB per client CPU-second: article {b['mb_per_cpu_s']:.1f}, pyclient "
         f"{af['mb_per_cpu_s']:.1f}, java {j['mb_per_cpu_s']:.1f} (java includes JVM start-up)",
         "pyclient / ProducerPerformance per round: "
-        + ", ".join(f"{x:.2f}" for x in p["pyclient_over_java"])]
+        + ", ".join(f"{x:.2f}" for x in p["pyclient_over_java"]),
+        "after / before per round: " + ", ".join(
+            f"{x['records_s'] / y['records_s']:.2f}"
+            for x, y in zip(p["runs"]["pyclient"], p["runs"]["article"]))]
     return "\n".join(rows)
 
 
 def main() -> int:
     ap = parser(__doc__, records=200_000)
+    ap.add_argument("--before-servers", default=None,
+                    help="the before side's cluster (default: start benchmarks/_defaults_cluster.py's "
+                         "three nodes on Kafka's defaults on this host for the run)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rate", type=float, default=None, help="records/s for the latency row")
     ap.add_argument("--seconds", type=float, default=10.0, help="latency row duration")
@@ -315,15 +369,32 @@ def main() -> int:
               "rate-pyclient": lambda x: child_rate_producer(x, False)}[a.child]
         print(json.dumps(fn(a)))
         return 0
+    if a.command_config:
+        a.command_config = str(Path(a.command_config).resolve())
+    a.admin_config = use_command_config(a)  # pyclient children read it from the environment
+    with contextlib.ExitStack() as stack:
+        if not a.before_servers:
+            from _defaults_cluster import defaults_cluster
+
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-defaults-")))
+            a.before_servers = stack.enter_context(defaults_cluster(work))
+            a.before_cluster = "Kafka's defaults, 3 nodes on this host (benchmarks/_defaults_cluster.py)"
+        else:
+            a.before_cluster = a.before_servers
+        return run(a)
+
+
+def run(a: argparse.Namespace) -> int:
     t_start = time.monotonic()
     out = Path(a.out)
     corpus = make_corpus(out / f"corpus-{a.records}x{a.record_size}.txt", a.records, a.record_size)
-    p = producer_rows(a, corpus, {})
+    p = producer_rows(a, corpus)
     rate = a.rate or 0.5 * p["median"]["article"]["records_s"]
     lat = latency_rows(a, rate)
     c = consumer_rows(a, corpus)
     print(f"the article's table, measured: {a.records:,} records x {a.record_size} B, "
-          f"RF {a.replication_factor}, {a.partitions} partitions, {a.bootstrap_servers}, "
+          f"RF {a.replication_factor}, {a.partitions} partitions; before: {a.before_cluster}; "
+          f"after: {a.bootstrap_servers}{' with ' + a.command_config if a.command_config else ''}; "
           f"{a.rounds} alternating rounds, {time.monotonic() - t_start:.0f} s")
     print(table(p, lat, c))
     rows = [{"name": "before", "mb_s": p["median"]["article"]["mb_s"],
@@ -335,11 +406,12 @@ def main() -> int:
             {"name": "kafka tools", "mb_s": p["median"]["java"]["mb_s"],
              "p99_ms": lat["java"].get("p99_ms", 0.0),
              "consume_mb_s": c.get("java", {}).get("mb_s", 0.0)}]
-    save_results(out, "article", {k: v for k, v in vars(a).items() if k != "child"},
+    save_results(out, "article", {k: v for k, v in vars(a).items()
+                                  if k not in ("child", "admin_config")},
                  [{**r, "detail": {"producer": p, "latency": lat, "consumer": c}} if i == 0 else r
                   for i, r in enumerate(rows)],
                  "the article's table: before vs after vs Kafka's tools",
-                 [("mb_s", "producer MB/s"), ("p99_ms", "e2e p99 ms"),
+                 [("mb_s", "producer MB/s"), ("p99_ms", "e2e p99 ms (fixed rate; tools: serial)"),
                   ("consume_mb_s", "consumer MB/s")])
     return 0
 

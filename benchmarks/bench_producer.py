@@ -99,6 +99,8 @@ def run_java(a: argparse.Namespace, topic: str) -> dict[str, Any]:
             f"bootstrap.servers={a.bootstrap_servers}", "acks=all", "compression.type=lz4",
             "linger.ms=20", "batch.size=1048576", "enable.idempotence=true",
             "buffer.memory=268435456"]
+    if getattr(a, "command_config", None):  # a secure cluster: the client properties file
+        args += ["--command-config", a.command_config]
     out, err, ru, wall = run_proc(args, env=dict(os.environ))
     out += err
     m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "
