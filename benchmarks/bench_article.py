@@ -224,6 +224,11 @@ def _ns(a: argparse.Namespace, side: str, corpus: Path) -> argparse.Namespace:
 
 def producer_rows(a: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"article": [], "pyclient": [], "java": []}
+    for rnd in range(a.warmup_rounds):  # not counted: JIT-warm brokers on both sides
+        for name in runs:
+            side = "before" if name == "article" else "after"
+            r = bp.run_one(_ns(a, side, corpus), name, make_topic(a, side), corpus)
+            print(f"  warm-up {rnd + 1}: {name}: {r['mb_s']:.1f} MB/s", file=sys.stderr)
     for rnd in range(a.rounds):  # alternating: every contender sees the same background
         for name in runs:
             side = "before" if name == "article" else "after"
@@ -346,6 +351,9 @@ def main() -> int:
                     help="the before side's cluster (default: start benchmarks/_defaults_cluster.py's "
                          "three nodes on Kafka's defaults on this host for the run)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warmup-rounds", type=int, default=1,
+                    help="unmeasured rounds first: the before cluster is started for the run, and "
+                         "its first rounds ran at half the speed of its later ones (JIT warm-up)")
     ap.add_argument("--rate", type=float, default=None, help="records/s for the latency row")
     ap.add_argument("--seconds", type=float, default=10.0, help="latency row duration")
     ap.add_argument("--e2e-records", type=int, default=2000)
@@ -395,7 +403,8 @@ def run(a: argparse.Namespace) -> int:
     print(f"the article's table, measured: {a.records:,} records x {a.record_size} B, "
           f"RF {a.replication_factor}, {a.partitions} partitions; before: {a.before_cluster}; "
           f"after: {a.bootstrap_servers}{' with ' + a.command_config if a.command_config else ''}; "
-          f"{a.rounds} alternating rounds, {time.monotonic() - t_start:.0f} s")
+          f"{a.warmup_rounds} warm-up + {a.rounds} alternating rounds, "
+          f"{time.monotonic() - t_start:.0f} s")
     print(table(p, lat, c))
     rows = [{"name": "before", "mb_s": p["median"]["article"]["mb_s"],
              "p99_ms": lat["before"].get("p99_ms", 0.0),
