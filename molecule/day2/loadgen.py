@@ -7,12 +7,24 @@ Python (confluent-kafka).
   loadgen.py wait-isr --bootstrap B [--timeout 300]     every partition's ISR = its replicas
   loadgen.py leader --bootstrap B                       node id leading partition 0
   loadgen.py check --bootstrap B --produced P --consumed C --out totals.json
+  loadgen.py feed-fill --bootstrap B [--docs 5000]      the training feed's fixed topic
+  loadgen.py feed --bootstrap B --work W --stop-file F  the training feed, resumed when killed
+  loadgen.py feed-check --bootstrap B --work W --out feed.json
 
 Each record's value is a unique id ("r-4242"). The producer retries until delivery.timeout.ms
 (10 minutes, longer than any fault here): every record it reports acknowledged must be read back
 exactly once by a reader from the beginning (check). The consumer is a group member committing
 after it has written what it read (at least once: a record may be seen twice across a fault,
 never lost); check reports its duplicates apart.
+
+The training feed (pyclient's KafkaTokenDataset, byte tokens, epoch after epoch) reads a fixed
+topic of --docs documents throughout, a batch every --step-s seconds. After each batch it
+appends the batch's sha256 to W/feed.log and then saves its state to W/feed.state (replaced
+atomically). day2.sh kills it with kill -9 (W/feed.pid) at its faults and steps; the supervisor
+starts it again at once, from the saved state, and the child cuts the log back to the state's
+batch count (a batch logged but not saved is delivered again, as a training loop resumed from
+its checkpoint would take it again). feed-check reads the same number of batches with one
+uninterrupted dataset from the start and compares them batch by batch.
 """
 
 from __future__ import annotations
@@ -161,6 +173,126 @@ def check(a) -> int:
     return 0 if totals["lost"] == 0 and totals["duplicated"] == 0 else 1
 
 
+FEED_TOPIC = "day2-feed"
+FEED = {"seq_len": 512, "batch_size": 4}
+
+
+def feed_fill(a) -> int:
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    fs = admin.create_topics([NewTopic(FEED_TOPIC, num_partitions=6, replication_factor=3,
+                                       config={"min.insync.replicas": "2"})])
+    for f in fs.values():
+        try:
+            f.result(60)
+        except KafkaException as exc:  # a rerun: the topic must hold exactly the documents
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+            c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "day2-feed-fill"})
+            parts = c.list_topics(FEED_TOPIC, timeout=30).topics[FEED_TOPIC].partitions
+            n = sum(c.get_watermark_offsets(TopicPartition(FEED_TOPIC, q), timeout=30)[1] for q in parts)
+            c.close()
+            print(json.dumps({"docs": n, "existed": True}))
+            return 0 if n == a.docs else 1
+    producer = Producer({"bootstrap.servers": a.bootstrap, **PRODUCER})
+    for i in range(a.docs):
+        text = f"day2 feed document {i}: " + " ".join(f"w{i * 7 + j}" for j in range(20 + i % 180))
+        producer.produce(FEED_TOPIC, value=text.encode())
+        producer.poll(0)
+    left = producer.flush(120)
+    print(json.dumps({"docs": a.docs, "undelivered": left}))
+    return 1 if left else 0
+
+
+def _dataset(bootstrap: str):
+    from pyclient.dataset import KafkaTokenDataset
+
+    return KafkaTokenDataset(bootstrap, FEED_TOPIC, **FEED, settings={"group.id": "day2-train"})
+
+
+def _digest(batch) -> str:
+    import hashlib
+
+    ids = batch["input_ids"]
+    ids = ids.tolist() if hasattr(ids, "tolist") else ids
+    return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+
+
+def _batches(ds):
+    """The dataset's batches, epoch after epoch, forever."""
+    while True:
+        yield from ds
+        ds.set_epoch(ds.epoch + 1)
+
+
+def feed_child(a) -> int:
+    work = a.work
+    open(os.path.join(work, "feed.pid"), "w").write(str(os.getpid()))
+    ds = _dataset(a.bootstrap)
+    state_file, log_file = os.path.join(work, "feed.state"), os.path.join(work, "feed.log")
+    k = 0
+    if os.path.exists(state_file):
+        saved = json.load(open(state_file))
+        ds.load_state_dict(saved["dataset"])
+        k = saved["batches"]
+    lines = open(log_file).read().splitlines() if os.path.exists(log_file) else []
+    if len(lines) < k:
+        raise SystemExit(f"feed.log has {len(lines)} batches, the state {k}: the log lost some")
+    with open(log_file, "w") as f:  # what was logged after the last saved state is taken again
+        f.writelines(line + "\n" for line in lines[:k])
+    with open(log_file, "a") as log:
+        for batch in _batches(ds):
+            k += 1
+            log.write(f"{k} {ds.epoch} {_digest(batch)}\n")
+            log.flush()
+            tmp = state_file + ".tmp"
+            json.dump({"batches": k, "dataset": ds.state_dict()}, open(tmp, "w"))
+            os.replace(tmp, state_file)
+            if os.path.exists(a.stop_file):
+                return 0
+            time.sleep(a.step_s)
+    return 0
+
+
+def feed(a) -> int:
+    """Supervisor: run the feed child until the stop file; start it again whenever it ends
+    otherwise (killed, or failed on a fault), from its saved state."""
+    import subprocess
+
+    runs: list[dict] = []
+    while True:
+        t0 = time.time()
+        r = subprocess.run([sys.executable, __file__, "feed-child", "--bootstrap", a.bootstrap,
+                            "--work", a.work, "--stop-file", a.stop_file, "--step-s", str(a.step_s)],
+                           stderr=subprocess.PIPE, text=True)
+        runs.append({"rc": r.returncode, "seconds": round(time.time() - t0, 1),
+                     "stderr": r.stderr.strip().splitlines()[-3:]})
+        if r.returncode == 0 and os.path.exists(a.stop_file):
+            break
+        time.sleep(1)
+    json.dump({"runs": runs}, open(os.path.join(a.work, "feed-runs.json"), "w"))
+    return 0
+
+
+def feed_check(a) -> int:
+    got = [line.split() for line in open(os.path.join(a.work, "feed.log")).read().splitlines()]
+    runs = json.load(open(os.path.join(a.work, "feed-runs.json")))["runs"]
+    ref = []
+    for batch in _batches(_dataset(a.bootstrap)):
+        ref.append(_digest(batch))
+        if len(ref) == len(got):
+            break
+    mismatch = next((i for i, (g, r) in enumerate(zip(got, ref)) if g[2] != r), None)
+    totals = {"batches": len(got), "epochs": int(got[-1][1]) + 1 if got else 0,
+              "tokens": len(got) * FEED["seq_len"] * FEED["batch_size"],
+              "runs": len(runs), "killed": sum(1 for r in runs if r["rc"] == -9),
+              "failed": [r for r in runs if r["rc"] not in (0, -9)],
+              "equal": mismatch is None and len(ref) == len(got) and bool(got),
+              "first_mismatch": mismatch}
+    json.dump(totals, open(a.out, "w"))
+    print(json.dumps(totals))
+    return 0 if totals["equal"] else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -175,9 +307,19 @@ def main() -> int:
     sub.choices["check"].add_argument("--produced", required=True)
     sub.choices["check"].add_argument("--consumed", required=True)
     sub.choices["check"].add_argument("--out", required=True)
+    for name in ("feed-fill", "feed", "feed-child", "feed-check"):
+        sub.add_parser(name).add_argument("--bootstrap", required=True)
+    sub.choices["feed-fill"].add_argument("--docs", type=int, default=5000)
+    for name in ("feed", "feed-child", "feed-check"):
+        sub.choices[name].add_argument("--work", required=True)
+    for name in ("feed", "feed-child"):
+        sub.choices[name].add_argument("--stop-file", required=True)
+        sub.choices[name].add_argument("--step-s", type=float, default=0.05)
+    sub.choices["feed-check"].add_argument("--out", required=True)
     a = p.parse_args()
     return {"produce": produce, "consume": consume, "wait-isr": wait_isr, "leader": leader,
-            "check": check}[a.cmd](a)
+            "check": check, "feed-fill": feed_fill, "feed": feed, "feed-child": feed_child,
+            "feed-check": feed_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

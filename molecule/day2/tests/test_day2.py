@@ -52,3 +52,36 @@ def test_finalized_and_no_throttle(host):
     holds_4 = any("4" in line.split("Replicas:")[1].split()[0].split(",")
                   for line in topics.splitlines() if "Replicas:" in line)
     assert holds_4 != drained
+
+
+def test_moved_to_the_dynamic_quorum(host):
+    """The static cluster of the converge was moved by playbooks/kraft_dynamic_quorum.yml: every
+    host finds the controllers through the bootstrap list, the voters are the same three
+    controllers with the same (non-zero) directory ids as before the move, and kraft.version is 1.
+    (A static 4.3 cluster already reports each voter's directory id from meta.properties.)"""
+    with host.sudo():  # 0640 kafka: the SSH user may not read it (failed that way, 2026-12-07)
+        props = host.file("/etc/kafka/server.properties").content_string
+    assert "controller.quorum.bootstrap.servers=10.89.64.11:9093,10.89.64.12:9093,10.89.64.13:9093" in props
+    assert "controller.quorum.voters" not in props
+    if host.backend.get_hostname() != "kk-day2-c1":
+        return
+    before = dict(line.split() for line in (WORK / "voters.static").read_text().splitlines())
+    after = dict(line.split() for line in (WORK / "voters.dynamic").read_text().splitlines())
+    assert sorted(before) == sorted(after) == ["101", "102", "103"]
+    assert after == before
+    assert "AAAAAAAAAAAAAAAAAAAAAA" not in after.values() and len(set(after.values())) == 3
+    features = host.check_output(f"java -cp '{CP}' org.apache.kafka.tools.FeatureCommand "
+                                 "--bootstrap-controller 10.89.64.11:9093 describe")
+    assert "FinalizedVersionLevel: 1" in next(l for l in features.splitlines() if "kraft.version" in l)
+
+
+def test_training_feed_equals_an_uninterrupted_run():
+    """The training feed (loadgen.py feed: KafkaTokenDataset, epoch after epoch) read throughout
+    the sequence, was killed with kill -9 at the steps and faults of day2.sh and resumed from its
+    saved state each time: its batches equal, one by one, those of one uninterrupted dataset
+    read afterwards (feed-check), over more than one epoch."""
+    feed = json.loads((WORK / "feed.json").read_text())
+    kills = (WORK / "steps.log").read_text().count("feed killed")
+    assert feed["equal"], feed
+    assert feed["batches"] > 0 and feed["epochs"] >= 2
+    assert kills >= 3 and feed["killed"] >= kills, (kills, feed)
