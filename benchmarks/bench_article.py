@@ -224,17 +224,14 @@ def _ns(a: argparse.Namespace, side: str, corpus: Path) -> argparse.Namespace:
 
 def producer_rows(a: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"article": [], "pyclient": [], "java": []}
-    for rnd in range(a.warmup_rounds):  # not counted: JIT-warm brokers on both sides
-        for name in runs:
+    for rnd in range(-a.warmup_rounds, a.rounds):  # alternating: every contender sees the
+        for name in runs:                            # same background; rnd < 0: warm-up, not counted
             side = "before" if name == "article" else "after"
             r = bp.run_one(_ns(a, side, corpus), name, make_topic(a, side), corpus)
-            print(f"  warm-up {rnd + 1}: {name}: {r['mb_s']:.1f} MB/s", file=sys.stderr)
-    for rnd in range(a.rounds):  # alternating: every contender sees the same background
-        for name in runs:
-            side = "before" if name == "article" else "after"
-            t = make_topic(a, side)
-            runs[name].append(bp.run_one(_ns(a, side, corpus), name, t, corpus))
-            print(f"  round {rnd + 1}: {name}: {runs[name][-1]['mb_s']:.1f} MB/s", file=sys.stderr)
+            if rnd >= 0:
+                runs[name].append(r)
+            label = f"round {rnd + 1}" if rnd >= 0 else f"warm-up {rnd + a.warmup_rounds + 1}"
+            print(f"  {label}: {name}: {r['mb_s']:.1f} MB/s", file=sys.stderr)
     med = {n: sorted(rs, key=lambda r: r["records_s"])[len(rs) // 2] for n, rs in runs.items()}
     ratio = [p["records_s"] / j["records_s"] for p, j in zip(runs["pyclient"], runs["java"])]
     return {"median": med, "runs": runs, "pyclient_over_java": ratio,

@@ -44,9 +44,10 @@ PRODUCER = {"acks": "all", "enable.idempotence": True, "linger.ms": 5,
             "delivery.timeout.ms": 600000, "request.timeout.ms": 30000}
 
 
-def _topic(bootstrap: str) -> None:
+def _topic(bootstrap: str, name: str = TOPIC) -> bool:
+    """Create ``name`` (6 partitions, RF 3, min ISR 2) unless it exists; True when created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.create_topics([NewTopic(TOPIC, num_partitions=6, replication_factor=3,
+    fs = admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=3,
                                        config={"min.insync.replicas": "2"})])
     for f in fs.values():
         try:
@@ -54,6 +55,8 @@ def _topic(bootstrap: str) -> None:
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+            return False
+    return True
 
 
 def produce(a) -> int:
@@ -178,21 +181,13 @@ FEED = {"seq_len": 512, "batch_size": 4}
 
 
 def feed_fill(a) -> int:
-    admin = AdminClient({"bootstrap.servers": a.bootstrap})
-    fs = admin.create_topics([NewTopic(FEED_TOPIC, num_partitions=6, replication_factor=3,
-                                       config={"min.insync.replicas": "2"})])
-    for f in fs.values():
-        try:
-            f.result(60)
-        except KafkaException as exc:  # a rerun: the topic must hold exactly the documents
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-            c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "day2-feed-fill"})
-            parts = c.list_topics(FEED_TOPIC, timeout=30).topics[FEED_TOPIC].partitions
-            n = sum(c.get_watermark_offsets(TopicPartition(FEED_TOPIC, q), timeout=30)[1] for q in parts)
-            c.close()
-            print(json.dumps({"docs": n, "existed": True}))
-            return 0 if n == a.docs else 1
+    if not _topic(a.bootstrap, FEED_TOPIC):  # a rerun: the topic must hold exactly the documents
+        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "day2-feed-fill"})
+        parts = c.list_topics(FEED_TOPIC, timeout=30).topics[FEED_TOPIC].partitions
+        n = sum(c.get_watermark_offsets(TopicPartition(FEED_TOPIC, q), timeout=30)[1] for q in parts)
+        c.close()
+        print(json.dumps({"docs": n, "existed": True}))
+        return 0 if n == a.docs else 1
     producer = Producer({"bootstrap.servers": a.bootstrap, **PRODUCER})
     for i in range(a.docs):
         text = f"day2 feed document {i}: " + " ".join(f"w{i * 7 + j}" for j in range(20 + i % 180))
