@@ -185,11 +185,29 @@ PLAYBOOK = """
 """
 
 
-def _play(root: Path, playbook: str = "play.yml") -> subprocess.CompletedProcess:
+def _play(root: Path, playbook: str = "play.yml", *extra: str, hosts: str = "hosts.yml") -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
                ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(root / "hosts.yml"), str(root / playbook)],
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(root / hosts), str(root / playbook), *extra],
                           capture_output=True, text=True, env=env, timeout=600)
+
+
+def _start(root: Path, home: Path, n: int) -> subprocess.Popen:
+    return subprocess.Popen(["java", "-Xmx256m", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+                             "-cp", f"{home}/libs/*", "kafka.Kafka", str(root / f"n{n}" / "etc" / "server.properties")],
+                            stdout=open(root / f"n{n}.log", "w"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def _replication(home: Path, bootstrap: str) -> dict[int, tuple[str, str]]:
+    """Kafka's view of the quorum: node id -> (directory id, status) of every voter and observer."""
+    r = _java(home, "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-controller", bootstrap,
+              "describe", "--replication")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return {int(row[0]): (row[1], row[-1]) for row in (line.split() for line in r.stdout.splitlines()[1:] if line.strip())}
+
+
+def _voters(home: Path, bootstrap: str) -> dict[int, str]:
+    return {n: d for n, (d, status) in _replication(home, bootstrap).items() if status in ("Leader", "Follower")}
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +227,7 @@ def quorum(tmp_path_factory):
     first = _play(root)
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     (root / "log4j2.properties").write_text(LOG4J2.format(log=root / "server.log"))
-    procs = [subprocess.Popen(["java", "-Xmx256m", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
-                               "-cp", f"{home}/libs/*", "kafka.Kafka", str(root / f"n{n}" / "etc" / "server.properties")],
-                              stdout=open(root / f"n{n}.log", "w"), stderr=subprocess.STDOUT,
-                              preexec_fn=_die_with_parent) for n in ports]
+    procs = [_start(root, home, n) for n in ports]
     bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
     try:
         deadline = time.monotonic() + 120
@@ -325,3 +340,95 @@ def test_a_static_cluster_stays_static(tmp_path):
         props = _props(root / f"n{n}" / "etc" / "server.properties")
         assert props["controller.quorum.voters"] == voters
         assert "controller.quorum.bootstrap.servers" not in props
+
+
+# ---- adding and removing controllers: 3 -> 5 -> 3 (tasks/quorum_members.yml) ------------------
+
+MEMBERS = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Load the kafka role (defaults, vars, filters) and publish the address facts
+      ansible.builtin.include_role:
+        name: kafka
+        tasks_from: address.yml
+        public: true
+    - name: The gates' client files (the role's tasks)
+      ansible.builtin.include_role:
+        name: kafka
+        tasks_from: clients.yml
+    - name: Add and remove controllers (the role's tasks)
+      ansible.builtin.include_role:
+        name: kafka
+        tasks_from: quorum_members.yml
+        apply:
+          run_once: true
+"""
+
+
+def test_controllers_join_and_leave_one_at_a_time_3_5_3(quorum):
+    """The role adds two controllers to the running quorum and removes them again, on real Kafka:
+    a plain run refuses the new hosts, kafka_kraft_controller_add formats them as observers, the
+    members tasks add them (5 voters, each with its own directory id), a rerun changes nothing, a
+    removal that would leave 2 voters is refused with nothing changed, the removal of the two
+    leaves exactly the first 3, and its rerun changes nothing. Runs last: it leaves the module's
+    quorum at its first 3 voters."""
+    root, home = quorum["root"], quorum["home"]
+    ports = dict(quorum["ports"])
+    ports.update({4: free_port(), 5: free_port()})
+    for n in (4, 5):
+        (root / f"n{n}" / "etc").mkdir(parents=True)
+    hosts = "".join(HOST.format(n=n, port=p, root=root) for n, p in ports.items())
+    (root / "hosts5.yml").write_text(INVENTORY.format(
+        python=sys.executable, hosts=hosts, root=root, java=shutil.which("java"),
+        user=pwd.getpwuid(os.getuid()).pw_name, group=grp.getgrgid(os.getgid()).gr_name))
+    (root / "members.yml").write_text(MEMBERS)
+    bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
+    first3 = _voters(home, bootstrap)
+    assert sorted(first3) == [1, 2, 3]
+
+    refused = _play(root, "play.yml", hosts="hosts5.yml")
+    assert refused.returncode != 0
+    said = " ".join(refused.stdout.split())
+    assert "dq-4 is a controller whose metadata dir" in said and "playbooks/kraft_controllers.yml" in said, said[-3000:]
+    assert not (root / "n4" / "data" / "meta.properties").exists()
+
+    formatted = _play(root, "play.yml", "-e", "kafka_kraft_controller_add=true", hosts="hosts5.yml")
+    assert formatted.returncode == 0, formatted.stdout[-5000:]
+    new = {n: _start(root, home, n) for n in (4, 5)}
+    try:
+        added = _play(root, "members.yml", hosts="hosts5.yml")
+        assert added.returncode == 0, added.stdout[-6000:] + added.stderr[-2000:]
+        assert "to add dq-4, dq-5" in " ".join(added.stdout.split())
+        five = _voters(home, bootstrap)
+        assert sorted(five) == [1, 2, 3, 4, 5], five
+        for n in (4, 5):  # each joined with the directory id of its own storage
+            assert five[n] == _props(root / f"n{n}" / "data" / "meta.properties")["directory.id"]
+        assert {n: five[n] for n in (1, 2, 3)} == first3
+
+        again = _play(root, "members.yml", hosts="hosts5.yml")
+        assert again.returncode == 0, again.stdout[-4000:]
+        recap = [line for line in again.stdout.splitlines() if " : ok=" in line]
+        assert recap and all("changed=0" in line for line in recap), recap
+
+        too_many = _play(root, "members.yml", "-e", '{"kafka_kraft_controllers_remove": ["dq-1", "dq-2", "dq-4"]}',
+                         hosts="hosts5.yml")
+        assert too_many.returncode != 0
+        said = " ".join(too_many.stdout.split())
+        assert "the quorum would have 2 voter(s) (3, 5)" in said and "Nothing was changed." in said, said[-3000:]
+        assert sorted(_voters(home, bootstrap)) == [1, 2, 3, 4, 5]
+
+        removal = ["-e", '{"kafka_kraft_controllers_remove": ["dq-4", "dq-5"], "kafka_quorum_members_stop": false}']
+        removed = _play(root, "members.yml", *removal, hosts="hosts5.yml")
+        assert removed.returncode == 0, removed.stdout[-6000:] + removed.stderr[-2000:]
+        assert _voters(home, bootstrap) == first3
+        again = _play(root, "members.yml", *removal, hosts="hosts5.yml")
+        assert again.returncode == 0, again.stdout[-4000:]
+        assert "already removed: dq-4, dq-5" in " ".join(again.stdout.split())
+        recap = [line for line in again.stdout.splitlines() if " : ok=" in line]
+        assert recap and all("changed=0" in line for line in recap), recap
+    finally:
+        for p in new.values():
+            p.terminate()
+        for p in new.values():
+            p.wait(timeout=60)
