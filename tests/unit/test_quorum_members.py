@@ -1,7 +1,8 @@
 """The plan of a change to a dynamic quorum's voters (filter_plugins/kafka_quorum_members.py).
 
 Property-style: random quorums (voters with random lags, observers), random inventories and
-random removal lists; whatever the input, an accepted plan keeps at least 3 voters, removes only
+random removal lists; whatever the input, an accepted plan keeps at least 3 voters (an odd
+number when it changes any), removes only
 voters, adds only controllers of the inventory that do not vote, never touches a combined host,
 and is refused when a voter lags. The real quorum (3 -> 5 -> 3 on Kafka) is in test_dynamic_quorum.py.
 """
@@ -37,10 +38,11 @@ def test_adds_the_controllers_that_do_not_vote_and_keeps_the_order():
 
 
 def test_a_removal_names_the_voters_directory_id():
-    out = _describe([(1, 0, "Leader"), (2, 0, "Follower"), (3, 0, "Follower"), (4, 0, "Follower")])
-    plan = qm.kafka_quorum_membership_plan(out, _controllers([1, 2, 3, 4]), ["c1"], 100)
+    out = _describe([(1, 0, "Leader"), (2, 0, "Follower"), (3, 0, "Follower"), (4, 0, "Follower"), (5, 0, "Follower")])
+    plan = qm.kafka_quorum_membership_plan(out, _controllers([1, 2, 3, 4, 5]), ["c1", "c5"], 100)
     assert plan["errors"] == []
-    assert plan["remove"] == [{"host": "c1", "node_id": 1, "directory_id": f"DIR{1:019d}"}]
+    assert plan["remove"] == [{"host": "c1", "node_id": 1, "directory_id": f"DIR{1:019d}"},
+                              {"host": "c5", "node_id": 5, "directory_id": f"DIR{5:019d}"}]
     assert plan["final"] == [2, 3, 4]
 
 
@@ -50,10 +52,12 @@ def test_refusals_name_the_input():
     assert errors and "would have 2 voter(s) (1, 2)" in errors[0]
     errors = qm.kafka_quorum_membership_plan(three, _controllers([1, 2, 3]), ["c7"], 100)["errors"]
     assert any("kafka_kraft_controllers_remove names c7" in e for e in errors)
-    errors = qm.kafka_quorum_membership_plan(three, _controllers([1, 2, 3, 4], combined=[4]), [], 100)["errors"]
+    errors = qm.kafka_quorum_membership_plan(three, _controllers([1, 2, 3, 4, 5], combined=[4]), [], 100)["errors"]
     assert any("c4 run a broker too" in e for e in errors)
+    errors = qm.kafka_quorum_membership_plan(three, _controllers([1, 2, 3, 4]), [], 100)["errors"]
+    assert any("would have 4 voters (1, 2, 3, 4)" in e and "in pairs" in e for e in errors)
     lagging = _describe([(1, 0, "Leader"), (2, 500, "Follower"), (3, 0, "Follower")])
-    errors = qm.kafka_quorum_membership_plan(lagging, _controllers([1, 2, 3, 4]), [], 100)["errors"]
+    errors = qm.kafka_quorum_membership_plan(lagging, _controllers([1, 2, 3, 4, 5]), [], 100)["errors"]
     assert any("Voters 2 (lag 500)" in e for e in errors)
     stray = _describe([(1, 0, "Leader"), (2, 0, "Follower"), (3, 0, "Follower"), (9, 0, "Follower")])
     errors = qm.kafka_quorum_membership_plan(stray, _controllers([1, 2, 3]), [], 100)["errors"]
@@ -92,6 +96,7 @@ def test_random_plans_never_leave_fewer_than_three_voters_or_touch_what_they_mus
         add_ids = {int(h[1:]) for h in plan["add"]}
         rem_ids = {r["node_id"] for r in plan["remove"]}
         assert len(plan["final"]) >= 3
+        assert len(plan["final"]) % 2 == 1 or not (add_ids or rem_ids)
         assert rem_ids <= set(voters) and not add_ids & set(voters) and not add_ids & rem_ids
         assert add_ids <= set(ids) and not (add_ids | rem_ids) & combined
         assert set(plan["final"]) == (set(voters) | add_ids) - rem_ids

@@ -4,7 +4,7 @@ Controllers join and leave one at a time (KIP-853: an observer that caught up is
 add-controller; a voter is removed with remove-controller, then stopped). The plan adds first and
 removes after, so the quorum never has fewer voters than it started with while a change runs,
 and it refuses, before any change, every step that would leave the quorum without a majority to
-spare. Pure functions, imported directly by tests/unit/test_quorum_members.py.
+spare, or with an even number of voters (the kit's preflight refuses an even quorum). Pure functions, imported directly by tests/unit/test_quorum_members.py.
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ def kafka_quorum_membership_plan(replication: str, controllers: list[dict[str, A
         errors.append(f"After the change the quorum would have {len(final)} voter(s) ({', '.join(map(str, final)) or 'none'}): "
                       f"fewer than {MIN_VOTERS} survive no failure. Add controllers before removing these, "
                       "or remove fewer.")
+    elif voters and (add or leaving) and len(final) % 2 == 0:
+        errors.append(f"After the change the quorum would have {len(final)} voters ({', '.join(map(str, final))}): the "
+                      "kit runs an odd number of controllers (preflight refuses an even one, which survives no more "
+                      "failures than one fewer). Add or remove controllers in pairs.")
     if (add or leaving) and voters:
         lagging = {i: r["lag"] for i, r in voters.items() if r["status"] == "Follower" and r["lag"] > int(max_lag)}
         if lagging:
