@@ -36,6 +36,11 @@ _TRANSIENT = {ck.KafkaError.NOT_COORDINATOR, ck.KafkaError.COORDINATOR_LOAD_IN_P
 #: A partition whose leader is not known yet (a new topic) or moving (a restart).
 _LEADER_MOVING = frozenset({ck.KafkaError.NOT_LEADER_FOR_PARTITION,
                             ck.KafkaError.LEADER_NOT_AVAILABLE})
+#: A connection to a broker torn down under a request: the broker restarted, left the metadata
+#: (librdkafka destroys its handle: seen in the day2 scenario's training feed, 2026-12-07) or
+#: every broker is down for a moment (a full-cluster restart). Retried within the timeout.
+_BROKER_GONE = frozenset({ck.KafkaError._DESTROY_BROKER, ck.KafkaError._TRANSPORT,
+                          ck.KafkaError._ALL_BROKERS_DOWN})
 
 
 def _retry(what: str, fn: Callable[[], T], timeout: float = 30.0,
@@ -195,9 +200,10 @@ class Consumer:
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         # Retried: a topic created a moment ago answers NOT_LEADER_FOR_PARTITION until its
-        # leaders are known everywhere (seen building a dataset right after make_topic).
+        # leaders are known everywhere (seen building a dataset right after make_topic), and a
+        # broker restarting or leaving tears down the request (_DESTROY_BROKER, in the day2 run).
         lo, hi = _retry(f"watermarks of {topic}-{partition}", lambda: self._c.get_watermark_offsets(
-            ck.TopicPartition(topic, partition), timeout=30), also=_LEADER_MOVING)
+            ck.TopicPartition(topic, partition), timeout=30), also=_LEADER_MOVING | _BROKER_GONE)
         return int(lo), int(hi)
 
     def fetch_positions(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:

@@ -265,7 +265,7 @@ def test_watermarks_wait_for_a_new_partitions_leader(bootstrap: str) -> None:
     import confluent_kafka as ck
 
     from pyclient.backends import KafkaKitError
-    from pyclient.backends.confluent import _LEADER_MOVING, _retry
+    from pyclient.backends.confluent import _BROKER_GONE, _LEADER_MOVING, _retry
 
     answers = [ck.KafkaError.NOT_LEADER_FOR_PARTITION, ck.KafkaError.LEADER_NOT_AVAILABLE]
 
@@ -274,6 +274,10 @@ def test_watermarks_wait_for_a_new_partitions_leader(bootstrap: str) -> None:
             raise ck.KafkaException(ck.KafkaError(answers.pop(0)))
         return 0, 7
     assert _retry("w", flaky, also=_LEADER_MOVING) == (0, 7)
+    # a broker's handle destroyed under the request (the day2 run's training feed died of it once)
+    answers = [ck.KafkaError._DESTROY_BROKER, ck.KafkaError._TRANSPORT, ck.KafkaError._ALL_BROKERS_DOWN]
+    assert _retry("w", flaky, also=_LEADER_MOVING | _BROKER_GONE) == (0, 7)
+    assert not answers
 
     def gone() -> None:
         raise ck.KafkaException(ck.KafkaError(ck.KafkaError.NOT_LEADER_FOR_PARTITION))
@@ -288,3 +292,22 @@ def test_watermarks_wait_for_a_new_partitions_leader(bootstrap: str) -> None:
         name = make_topic(bootstrap, f"wm-{time.time_ns()}-{i}", partitions=3)
         with FeedConsumer(bootstrap, name, stop_at_end=True) as c:
             assert c.at_end()
+    # the backend's watermarks() itself retries a destroyed broker handle, on the real broker
+    from pyclient.backends.confluent import Consumer as Backend
+
+    class TornDown:  # the librdkafka consumer, whose first watermark request loses its broker
+        def __init__(self, real):
+            self.real, self.failed = real, 0
+
+        def get_watermark_offsets(self, *a, **kw):
+            if not self.failed:
+                self.failed += 1
+                raise ck.KafkaException(ck.KafkaError(ck.KafkaError._DESTROY_BROKER))
+            return self.real.get_watermark_offsets(*a, **kw)
+
+    backend = Backend({"bootstrap.servers": bootstrap, "group.id": f"wm-{time.time_ns()}"})
+    real, backend._c = backend._c, TornDown(backend._c)
+    try:
+        assert backend.watermarks(name, 0) == (0, 0) and backend._c.failed == 1
+    finally:
+        real.close()
