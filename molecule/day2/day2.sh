@@ -36,7 +36,7 @@ throttles() {  # broker-level throttles set on any broker (dynamic configs)
     --bootstrap-server 10.89.64.21:9092 --describe --entity-type brokers | grep -c 'replication.throttled.rate=' || true
 }
 host_of() {  # node id -> container
-  case $1 in 101) echo kk-day2-c1;; 102) echo kk-day2-c2;; 103) echo kk-day2-c3;; *) echo "kk-day2-b$1";; esac
+  case $1 in 10[1-5]) echo "kk-day2-c${1#10}";; *) echo "kk-day2-b$1";; esac
 }
 kill9() {  # kill -9 the service's main process, then wait until systemd (Restart=on-failure,
   # RestartSec=10) has started a new one and the ISR had time to notice (replica.lag.time.max.ms 30 s)
@@ -93,6 +93,35 @@ pids > "$WORK/pids.moved"
 step quorum-move-again ok play playbooks/kraft_dynamic_quorum.yml "${NEW[@]}"
 pids > "$WORK/pids.moved-again"
 diff "$WORK/pids.moved" "$WORK/pids.moved-again"  # the rerun restarted nobody
+
+# --- controllers 3 -> 5 -> 3 in the dynamic quorum (playbooks/kraft_controllers.yml) -----------
+# The spare hosts kk-day2-c4 and kk-day2-c5 listed as controllers 104 and 105 (controllers.ini, an
+# inventory added with -i, as a user lists new controllers): the playbook starts them as observers,
+# rolls the others (their controller.quorum.bootstrap.servers now lists the new ones) and adds them
+# one at a time. Then a removal that would leave 2 voters is refused, the two are removed and
+# stopped, and the converge of the inventory without them drops them from every bootstrap list.
+CTRL="$REPO/molecule/day2/controllers.ini"
+play5() { "$BIN/ansible-playbook" -i "$INV" -i "$CTRL" "$@"; }
+(sleep 90; feedkill "during the controllers' add") &
+step controllers-add ok play5 playbooks/kraft_controllers.yml "${NEW[@]}"
+voters_dirs | sort > "$WORK/voters.five"
+[[ $(awk '{print $1}' "$WORK/voters.five" | tr '\n' ' ') == "101 102 103 104 105 " ]]
+step controllers-remove-refused fail play5 playbooks/kraft_controllers.yml "${NEW[@]}" \
+  -e '{"kafka_kraft_controllers_remove": ["kk-day2-c1", "kk-day2-c2", "kk-day2-c4"]}'
+grep -q "would have 2 voter(s) (103, 105)" "$WORK/controllers-remove-refused.log"
+step controllers-remove ok play5 playbooks/kraft_controllers.yml "${NEW[@]}" \
+  -e '{"kafka_kraft_controllers_remove": ["kk-day2-c4", "kk-day2-c5"]}'
+voters_dirs | sort > "$WORK/voters.three"
+diff <(sort "$WORK/voters.dynamic") "$WORK/voters.three"  # the first three, with their directory ids
+! podman exec kk-day2-c4 systemctl is-active kafka
+! podman exec kk-day2-c5 systemctl is-active kafka
+# the rerun: nothing to remove, and its converge leaves the removed controllers stopped
+step controllers-remove-again ok play5 playbooks/kraft_controllers.yml "${NEW[@]}" \
+  -e '{"kafka_kraft_controllers_remove": ["kk-day2-c4", "kk-day2-c5"]}'
+grep -q "already removed: kk-day2-c4, kk-day2-c5" "$WORK/controllers-remove-again.log"
+! podman exec kk-day2-c4 systemctl is-active kafka
+! podman exec kk-day2-c5 systemctl is-active kafka
+step converge-after-controllers ok play playbooks/kafka.yml "${NEW[@]}"
 
 # --- scale-out: broker 4 joins, nobody else restarts, replicas move onto it -----------------
 # Data for the rebalance to move: 12 MiB in 12 partitions on brokers 1-3. The kit's plan walks
