@@ -366,6 +366,7 @@ MEMBERS = """
 """
 
 
+@pytest.mark.timeout(1200)  # seven ansible-playbook runs against five real controllers (over 300 s under load)
 def test_controllers_join_and_leave_one_at_a_time_3_5_3(quorum):
     """The role adds two controllers to the running quorum and removes them again, on real Kafka:
     a plain run refuses the new hosts, kafka_kraft_controller_add formats them as observers, the
