@@ -344,16 +344,8 @@ def test_a_static_cluster_stays_static(tmp_path):
 
 # ---- adding and removing controllers: 3 -> 5 -> 3 (tasks/quorum_members.yml) ------------------
 
-MEMBERS = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Load the kafka role (defaults, vars, filters) and publish the address facts
-      ansible.builtin.include_role:
-        name: kafka
-        tasks_from: address.yml
-        public: true
-    - name: The gates' client files (the role's tasks)
+# The play above up to its address facts, then the role's client files and members tasks.
+MEMBERS = PLAYBOOK.split("    - name: The role's quorum form")[0] + """    - name: The gates' client files (the role's tasks)
       ansible.builtin.include_role:
         name: kafka
         tasks_from: clients.yml
