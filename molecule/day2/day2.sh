@@ -161,6 +161,41 @@ feedkill "with the leader kill"
 kill9 "$(host_of "$leader")"
 step isr-after-leader-kill ok isr 300
 
+# --- a full data disk: broker 3's second log dir is a 256 MiB tmpfs (molecule.yml) ------------
+# Filled, Kafka takes that log dir offline (the broker keeps running on its first dir), its
+# replicas there leave the ISR and their leaders move. The gate refuses to restart another
+# broker meanwhile. The documented action (docs/day2.md): free the space, then restart broker 3
+# through the gate (rolling_restart.yml --limit), which brings the dir and its replicas back.
+SMALL=/var/lib/kafka/small
+small_dir_error() {  # what Kafka reports for broker 3's small log dir: None while it is online
+  podman exec kk-day2-b1 java -cp '/opt/kafka/current/libs/*' org.apache.kafka.tools.LogDirsCommand \
+    --bootstrap-server 10.89.64.21:9092 --describe --broker-list 3 | tail -n 1 | "$BIN/python" -c "
+import json, sys
+dirs = json.load(sys.stdin)['brokers'][0]['logDirs']
+print([d['error'] for d in dirs if d['logDir'] == '$SMALL/data'][0])"
+}
+disk_fill() {  # fill the disk, then wait (up to 5 min) for Kafka to report the dir offline
+  local parts; parts=$(podman exec kk-day2-b3 ls "$SMALL/data" | grep -c -- '-[0-9][0-9]*$' || true)
+  echo "fault: kk-day2-b3's $SMALL full, $parts partition(s) in its log dir" >> "$WORK/steps.log"
+  [[ $parts -gt 0 ]]
+  podman exec kk-day2-b3 sh -c "dd if=/dev/zero of=$SMALL/filler bs=1M 2>/dev/null; df -k $SMALL | tail -n 1"
+  for _ in $(seq 60); do
+    local err; err=$(small_dir_error)
+    if [[ $err != None ]]; then echo "  log dir $SMALL/data: $err" >> "$WORK/steps.log"; return 0; fi
+    sleep 5
+  done
+  return 1
+}
+step disk-full ok disk_fill
+feedkill "with broker 3's disk full"
+sleep 30  # traffic runs on with the dir offline
+step disk-full-other-refused fail play4 playbooks/rolling_restart.yml "${NEW[@]}" --limit kk-day2-b1
+grep -q "Not restarting kk-day2-b1 (node 1): under-replicated partitions" "$WORK/disk-full-other-refused.log"
+podman exec kk-day2-b3 rm -f "$SMALL/filler"
+step disk-full-restart ok play4 playbooks/rolling_restart.yml "${NEW[@]}" --limit kk-day2-b3
+[[ $(small_dir_error) == None ]]
+step isr-after-disk-full ok isr 300
+
 if [[ $SEQUENCE == full ]]; then
   active=$(quorum_leader)
   echo "fault: kill -9 of the active controller, node $active" >> "$WORK/steps.log"

@@ -110,3 +110,25 @@ def test_controllers_joined_and_left_the_dynamic_quorum(host):
     for name in ("controllers-add", "controllers-remove-refused", "controllers-remove", "controllers-remove-again",
                  "converge-after-controllers"):
         assert f"\n{name} " in "\n" + steps, name
+
+
+def test_a_full_disk_took_its_log_dir_offline_and_the_documented_restart_brought_it_back(host):
+    """day2.sh filled broker 3's small data disk (a 256 MiB tmpfs, its second log dir): Kafka
+    reported the dir offline while the broker ran on, the gate refused to restart broker 1 (its
+    partitions were under-replicated), and after the space was freed the gated restart of broker 3
+    (rolling_restart.yml --limit) brought the dir back online; the totals above include the traffic
+    throughout."""
+    if host.backend.get_hostname() != "kk-day2-b3":
+        pytest.skip("broker 3 holds the small disk")
+    steps = (WORK / "steps.log").read_text()
+    assert "log dir /var/lib/kafka/small/data: org.apache.kafka.common.errors.KafkaStorageException" in steps
+    for name in ("disk-full", "disk-full-other-refused", "disk-full-restart", "isr-after-disk-full"):
+        assert f"\n{name} " in "\n" + steps, name
+    assert host.mount_point("/var/lib/kafka/small").filesystem == "tmpfs"
+    assert not host.file("/var/lib/kafka/small/filler").exists
+    dirs = json.loads(host.check_output(
+        f"java -cp '{CP}' org.apache.kafka.tools.LogDirsCommand --bootstrap-server 10.89.64.23:9092 "
+        "--describe --broker-list 3").splitlines()[-1])["brokers"][0]["logDirs"]
+    assert {d["logDir"]: d["error"] for d in dirs} == {"/var/lib/kafka/data": None,
+                                                      "/var/lib/kafka/small/data": None}
+    assert any(d["partitions"] for d in dirs if d["logDir"] == "/var/lib/kafka/small/data")

@@ -80,6 +80,41 @@ def kafka_voter_caught_up(stdout: str, node_id: Any, since_ms: Any, max_lag: Any
     return row["lag"] <= int(max_lag) and row["last_caught_up_ms"] >= int(since_ms)
 
 
+_PARTITION_ROW = re.compile(
+    r"Topic: (\S+)\s+Partition: (\d+)\s.*?Replicas: ([0-9,]*)\s+Isr: ([0-9,]*)")
+
+
+def _ids(field: str) -> set[int]:
+    return {int(x) for x in field.split(",") if x}
+
+
+def kafka_partition_health(urp_stdout: str, at_min_stdout: str, node_id: Any) -> dict[str, list[str]]:
+    """What a restart of node ``node_id`` must respect, from TopicCommand's describe output.
+
+    ``urp_stdout`` is ``--describe --under-replicated-partitions``, ``at_min_stdout`` is
+    ``--describe --at-min-isr-partitions``. Each item is "topic|partition|isr ids".
+
+    - under_replicated: every under-replicated partition.
+    - own_out_of_sync: those whose only replica out of the ISR is this node (its log dir went
+      offline, a full disk, or it lags): restarting it cannot shrink their ISR, and is how they
+      recover, so they do not block its restart.
+    - blocking: the other under-replicated partitions.
+    - at_min_isr_with_me: partitions at min.insync.replicas with this node in their ISR; stopping it
+      would make them refuse acks=all writes.
+    """
+    me = int(node_id)
+    urp, own, blocking = [], [], []
+    for m in _PARTITION_ROW.finditer(urp_stdout or ""):
+        topic, partition, replicas, isr = m.groups()
+        item = f"{topic}|{partition}|{isr}"
+        urp.append(item)
+        (own if _ids(replicas) - _ids(isr) == {me} else blocking).append(item)
+    at_min = [f"{t}|{p}|{isr}" for t, p, _, isr in _PARTITION_ROW.findall(at_min_stdout or "")
+              if me in _ids(isr)]
+    return {"under_replicated": urp, "own_out_of_sync": own, "blocking": blocking,
+            "at_min_isr_with_me": at_min}
+
+
 class FilterModule:
     """Restart-record filters."""
 
@@ -89,4 +124,5 @@ class FilterModule:
             "kafka_restart_reasons": kafka_restart_reasons,
             "kafka_quorum_replication": kafka_quorum_replication,
             "kafka_voter_caught_up": kafka_voter_caught_up,
+            "kafka_partition_health": kafka_partition_health,
         }
