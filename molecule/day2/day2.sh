@@ -2,7 +2,8 @@
 # The day-2 sequence of the day2 scenario, run by side_effect.yml with traffic running.
 # Every step is what a user runs: an ansible-playbook command or a fault on a lab host.
 # Environment: INV (Molecule's inventory), WORK (ephemeral dir), REPO, BIN (venv bin),
-# SEQUENCE (reduced | full), BOOTSTRAP (brokers 1-3).
+# SEQUENCE (ci | reduced | full), BOOTSTRAP (brokers 1-3). ci (make test) runs the faults only,
+# on the converged 4.3.1 cluster: the kill of a partition leader and the full data disk.
 # Writes $WORK/steps.log (one line per step: name, seconds, result) and each run's log.
 set -euo pipefail
 cd "$REPO"
@@ -61,6 +62,14 @@ quorum_leader() {
     --bootstrap-controller 10.89.64.11:9093 describe --status | sed -n 's/^LeaderId:[[:space:]]*//p'
 }
 
+# The faults' playbook runs: the inventories and versions of the point the sequence reached
+FAULT_PLAY=(play4) FAULT_VARS=()
+if [[ $SEQUENCE == ci ]]; then
+  FAULT_PLAY=(play)
+  sleep 30  # traffic before the first fault
+  feedkill "at the start of the ci sequence"
+  sleep 30  # the feed restarted and saved its state (a kill within seconds found no new pid)
+else
 # --- upgrade 4.3.1 -> 4.4.0 ---------------------------------------------------------------
 step upgrade-check ok play playbooks/upgrade.yml "${NEW[@]}" --check
 (sleep 90; feedkill "during the upgrade's roll") &
@@ -154,6 +163,9 @@ echo "throttles after the resumed run: $(throttles)" >> "$WORK/steps.log"
 step rebalance-again ok play4 playbooks/rebalance.yml "${NEW[@]}"
 grep -q "Plan: 0 of" "$WORK/rebalance-again.log"
 
+FAULT_VARS=("${NEW[@]}")
+fi  # SEQUENCE != ci
+
 # --- faults ---------------------------------------------------------------------------------
 leader=$("${LOADGEN[@]}" leader --bootstrap "$BOOTSTRAP")
 echo "fault: kill -9 of partition 0's leader, node $leader" >> "$WORK/steps.log"
@@ -161,7 +173,7 @@ feedkill "with the leader kill"
 kill9 "$(host_of "$leader")"
 step isr-after-leader-kill ok isr 300
 
-# --- a full data disk: broker 3's second log dir is a 256 MiB tmpfs (molecule.yml) ------------
+# --- a full data disk: broker 3's second log dir is a 1 GiB tmpfs (molecule.yml) --------------
 # Filled, Kafka takes that log dir offline (the broker keeps running on its first dir), its
 # replicas there leave the ISR and their leaders move. The gate refuses to restart another
 # broker meanwhile. The documented action (docs/day2.md): free the space, then restart broker 3
@@ -176,8 +188,10 @@ print([d['error'] for d in dirs if d['logDir'] == '$SMALL/data'][0])"
 }
 disk_fill() {  # fill the disk, then wait (up to 5 min) for Kafka to report the dir offline
   local parts; parts=$(podman exec kk-day2-b3 ls "$SMALL/data" | grep -c -- '-[0-9][0-9]*$' || true)
-  echo "fault: kk-day2-b3's $SMALL full, $parts partition(s) in its log dir" >> "$WORK/steps.log"
+  local used; used=$(podman exec kk-day2-b3 df -k --output=used "$SMALL" | tail -n 1)
+  echo "fault: kk-day2-b3's $SMALL full, $parts partition(s) in its log dir, ${used// /} KiB used before" >> "$WORK/steps.log"
   [[ $parts -gt 0 ]]
+  [[ $(small_dir_error) == None ]]  # online until now (the traffic alone must not fill it)
   podman exec kk-day2-b3 sh -c "dd if=/dev/zero of=$SMALL/filler bs=1M 2>/dev/null; df -k $SMALL | tail -n 1"
   for _ in $(seq 60); do
     local err; err=$(small_dir_error)
@@ -189,10 +203,12 @@ disk_fill() {  # fill the disk, then wait (up to 5 min) for Kafka to report the 
 step disk-full ok disk_fill
 feedkill "with broker 3's disk full"
 sleep 30  # traffic runs on with the dir offline
-step disk-full-other-refused fail play4 playbooks/rolling_restart.yml "${NEW[@]}" --limit kk-day2-b1
+step disk-full-other-refused fail "${FAULT_PLAY[@]}" playbooks/rolling_restart.yml "${FAULT_VARS[@]}" --limit kk-day2-b1
 grep -q "Not restarting kk-day2-b1 (node 1): under-replicated partitions" "$WORK/disk-full-other-refused.log"
 podman exec kk-day2-b3 rm -f "$SMALL/filler"
-step disk-full-restart ok play4 playbooks/rolling_restart.yml "${NEW[@]}" --limit kk-day2-b3
+sleep 10
+[[ $(small_dir_error) != None ]]  # space alone does not bring the dir back: the restart does
+step disk-full-restart ok "${FAULT_PLAY[@]}" playbooks/rolling_restart.yml "${FAULT_VARS[@]}" --limit kk-day2-b3
 [[ $(small_dir_error) == None ]]
 step isr-after-disk-full ok isr 300
 
