@@ -2,7 +2,7 @@
 # The day-2 sequence of the day2 scenario, run by side_effect.yml with traffic running.
 # Every step is what a user runs: an ansible-playbook command or a fault on a lab host.
 # Environment: INV (Molecule's inventory), WORK (ephemeral dir), REPO, BIN (venv bin),
-# SEQUENCE (ci | reduced | full), BOOTSTRAP (brokers 1-3). ci (make test) runs the faults only,
+# SEQUENCE (ci | reduced | full), BOOTSTRAP (brokers 1-3). ci (make test-day2-ci) runs the faults only,
 # on the converged 4.3.1 cluster: the kill of a partition leader and the full data disk.
 # Writes $WORK/steps.log (one line per step: name, seconds, result) and each run's log.
 set -euo pipefail

@@ -13,7 +13,7 @@ import pytest
 testinfra_hosts = ["kafka_controller", "kafka_broker"]
 WORK = Path(os.environ.get("DAY2_WORK") or os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 CP = "/opt/kafka/current/libs/*"
-# what side_effect.yml ran: ci (make test: the faults only, on the converged 4.3.1 cluster),
+# what side_effect.yml ran: ci (make test-day2-ci: the faults only, on the converged 4.3.1 cluster),
 # reduced or full
 SEQUENCE = (WORK / "sequence").read_text().strip() if (WORK / "sequence").exists() else "unknown"
 upgraded = pytest.mark.skipif(SEQUENCE == "ci", reason="the ci sequence upgrades nothing and moves no quorum")
