@@ -22,9 +22,10 @@ with 1 process and with ``--tokenize-workers``, and adds the feed over that topi
 run pair. ``--step-ms S`` adds a training-loop simulation: a DataLoader with ``--workers``
 workers over the feed and over the file (lines split across workers), a fixed ``S`` ms of
 "compute" per batch (a sleep; ``0``: the DataLoader's own throughput), and the time the loop
-waits in ``next()`` for data, as a fraction of the loop's time. ``--command-config FILE``
-gives every client a Kafka client properties file (a secure cluster). Prints a table,
-writes JSON and a PNG chart.
+waits in ``next()`` for data, as a fraction of the loop's time; ``--prefetch`` adds each
+source behind ``pyclient.prefetch.Prefetcher`` (the DataLoader's hand-over in a thread).
+``--command-config FILE`` gives every client a Kafka client properties file (a secure
+cluster). Prints a table, writes JSON and a PNG chart.
 
   python benchmarks/bench_feed.py --bootstrap-servers H1:9092,H2:9092,H3:9092 [--train-bpe 8000]
 """
@@ -236,11 +237,16 @@ def child_train(a: argparse.Namespace) -> dict[str, Any]:
     """A training loop: DataLoader(workers) -> fixed compute per step; time spent waiting."""
     from torch.utils.data import DataLoader
 
-    if a.source in ("kafka", "kafka-tokens"):
-        ds: Any = _feed(a, pre=a.source == "kafka-tokens")
+    src, _, pre = a.source.partition("+")
+    if src in ("kafka", "kafka-tokens"):
+        ds: Any = _feed(a, pre=src == "kafka-tokens")
     else:
         ds = FileFeed(a)
-    loader = DataLoader(ds, batch_size=None, num_workers=a.workers)
+    loader: Any = DataLoader(ds, batch_size=None, num_workers=a.workers)
+    if pre == "prefetch":  # next() off the step's time: pyclient.prefetch.Prefetcher
+        from pyclient.prefetch import Prefetcher
+
+        loader = Prefetcher(loader)
     step = a.step_ms / 1e3
     peaks: dict[int, int] = {}  # each DataLoader worker's peak RSS (VmHWM, KiB)
     done = threading.Event()
@@ -339,6 +345,8 @@ def main() -> int:
                     help="add the training-loop simulation (DataLoader with --workers) with this "
                          "compute time per batch; 0: the DataLoader's throughput alone")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (--step-ms)")
+    ap.add_argument("--prefetch", action="store_true",
+                    help="--step-ms: also each source behind pyclient.prefetch.Prefetcher")
     ap.add_argument("--mix", action="store_true",
                     help="also the corpus split over 3 topics (0.7/0.2/0.1) mixed, shuffle off/on")
     ap.add_argument("--pretokenized", action="store_true",
@@ -420,6 +428,8 @@ def main() -> int:
             train = {"file": [], "kafka": []}
             if a.pretokenized:
                 train["kafka-tokens"] = []
+            if a.prefetch:
+                train.update({f"{k}+prefetch": [] for k in list(train)})
         for _ in range(a.repeat):  # alternate, so both see the same background
             for name in runs:
                 res, ru, wall = run_child([sys.executable, __file__, "--child", name, *common])
@@ -488,10 +498,17 @@ def main() -> int:
                           "runs": rs})
         print(f"training-loop simulation: DataLoader({a.workers} workers), {a.step_ms:g} ms "
               "compute per batch; wait = time in next() after the first batch / loop time:")
-        for src in [s for s in train if s != "file"]:
-            lp = [k["tokens_s"] / f["tokens_s"] for f, k in zip(train["file"], train[src])]
-            print(f"{src} / file through the DataLoader per run pair: "
+        for src in [s for s in train if s not in ("file", "file+prefetch")]:
+            base = "file+prefetch" if src.endswith("+prefetch") else "file"
+            lp = [k["tokens_s"] / f["tokens_s"] for f, k in zip(train[base], train[src])]
+            print(f"{src} / {base} through the DataLoader per run pair: "
                   + ", ".join(f"{x:.2f}" for x in lp))
+        for src in [s for s in train if s.endswith("+prefetch")]:
+            plain = src.split("+")[0]
+            wp = [p["wait_frac"] / max(q["wait_frac"], 1e-9)
+                  for q, p in zip(train[plain], train[src])]
+            print(f"wait fraction {src} / {plain} per run pair: "
+                  + ", ".join(f"{x:.3f}" for x in wp))
         print(table(trows, [("name", "source", "s"), ("first_s", "1st batch s", ".2f"),
                             ("wait_frac", "wait fraction", ".4f"),
                             ("max_wait", "max", ".4f"), ("batches_s", "batches/s", ".2f"),
