@@ -96,7 +96,7 @@ FEED_ARGS ?= --records 100000 --partitions 6 --repeat 3
 FEED_COMMON = $(PY) benchmarks/bench_feed.py -b $(BENCH_SERVERS) --replication-factor 3 \
 	  --command-config inventories/lab/.kafka-kit/clients/admin.properties --workers 2 $(FEED_ARGS)
 bench-feed:
-	$(FEED_COMMON) --shuffle --mix --step-ms 20 --out .cache/bench/lab-feed-bytes
+	$(FEED_COMMON) --shuffle --mix --step-ms 20 --prefetch --out .cache/bench/lab-feed-bytes
 	$(FEED_COMMON) --train-bpe 8000 --pretokenized --step-ms 0 --out .cache/bench/lab-feed-bpe
 
 # The Prometheus alerts page of a running lab as a PNG (docs/monitoring.md), headless Chromium.

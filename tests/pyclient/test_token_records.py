@@ -198,3 +198,55 @@ def test_a_reused_decoder_decides_every_record_as_a_fresh_one() -> None:
         assert got == want, (hdrs, got, want)
         seen.add(want if isinstance(want, str) else "ok")
     assert seen == {"ok", "TokenizerMismatch", "TokenRecordError"}
+
+
+@pytest.mark.parametrize("vocab", [300, 8000, 32768, 40000, 65536, 70000])
+def test_the_batched_feed_decoder_equals_decoding_record_by_record(vocab: int) -> None:
+    """records_decoder decodes a call's records at once (joined values, one vectorised
+    vocabulary check). On 400 random lists of records with random faults -- an id at or past
+    the vocabulary's end anywhere, a value cut mid-id, another tokenizer or dtype, headers
+    missing, empty values -- it returns the same ids as one fresh RecordDecoder per record,
+    or raises the same error (type and message, naming the first bad record)."""
+    from pyclient.backends import Record
+    from pyclient.token_records import records_decoder
+
+    good = TokenizerId("bpe", "h" * 64, vocab)
+    other = TokenizerId("bpe", "z" * 64, vocab)
+    wide = TokenizerId("bpe", "h" * 64, max(vocab, 70000) if vocab <= 65536 else 300)
+    rnd = random.Random(vocab)
+    top = (1 << 16) if good.dtype == "u16le" else (1 << 32)
+
+    def record(i: int) -> Record:
+        ids = [rnd.choice([0, vocab - 1, rnd.randrange(vocab)]) for _ in range(rnd.randrange(40))]
+        value, headers = encode(ids, good), good.headers()
+        fault = rnd.random()
+        if fault < 0.02 and ids:
+            bad = rnd.choice([vocab, top - 1, rnd.randrange(vocab, top)]) if vocab < top else None
+            if bad is not None:
+                k = rnd.randrange(len(ids))
+                w = 2 if good.dtype == "u16le" else 4
+                value = value[:k * w] + bad.to_bytes(w, "little") + value[(k + 1) * w:]
+        elif fault < 0.03 and value:
+            value = value[:-1]
+        elif fault < 0.04:
+            headers = rnd.choice([other, wide]).headers()
+        elif fault < 0.045:
+            headers = headers[1:]
+        elif fault < 0.06:
+            value = None if rnd.random() < 0.5 else b""
+        return Record("t", rnd.randrange(3), i, None, value, headers)
+
+    def outcome(f: object, recs: list) -> object:
+        try:
+            return f(recs)  # type: ignore[operator]
+        except (TokenRecordError, TokenizerMismatch) as e:
+            return (type(e).__name__, str(e))
+    errors = 0
+    batched = records_decoder(good)  # one decoder for every call, as the feed keeps it
+    for _ in range(400):
+        recs = [record(i) for i in range(rnd.choice([1, 2, rnd.randrange(3, 70)]))]
+        want = outcome(lambda rs: [RecordDecoder(good).decode(
+            r.value, r.headers, f"at partition {r.partition} offset {r.offset}") for r in rs], recs)
+        assert outcome(batched, recs) == want
+        errors += isinstance(want, tuple)
+    assert errors >= 20  # the faults were met, not only clean lists
