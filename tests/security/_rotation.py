@@ -10,7 +10,10 @@ full (``reduced=False``):
      certificate is re-signed by the same CA (new serials);
   2. kafka_tls_ca_rotation=start: a next CA, trusted beside the old one (ca/trust.pem);
   3. the clients are restarted, so that they load the bundle (librdkafka reads its CA file once);
-     kafka_tls_ca_rotation=switch: every host certificate issued by the next CA;
+     kafka_tls_ca_rotation=switch: every host certificate issued by the next CA; this
+     converge is first SIGKILLed right after its first restart (``interrupted``), finish is
+     then refused (with ``--tags security`` and plain) naming the pending restart, and the
+     switch rerun completes the roll;
   4. kafka_tls_ca_rotation=finish: the next CA is the kit CA, the old one is retired;
   5. a plain converge: changed=0 on every host;
   and the refusals of switch before start and of finish before switch.
@@ -95,6 +98,37 @@ def converge(cluster: Cluster, *extra: str, rolls: bool = False) -> dict[str, in
         rolled_one_at_a_time(cluster, since, " ".join(extra))
     return {line.split()[0]: int(line.split("changed=")[1].split()[0])
             for line in r.stdout.splitlines() if "changed=" in line and " : ok=" in line}
+
+
+def interrupted(cluster: Cluster, *extra: str,
+                at: str = "Wait for Kafka to listen after the restart") -> str:
+    """site.yml with ``extra``, SIGKILLed (its whole process group, ssh included) as soon as
+    its output reaches the task ``at``: by default the first host has just been restarted on
+    the step's files and its gate has not passed, so its record is not updated -- the worst
+    moment of a roll. Returns the output up to there."""
+    import os
+
+    env = dict(cluster.env, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([str(PLAYBOOK), "site.yml", "-i", str(cluster.inventory), *extra],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    seen: list[str] = []
+    hit = False
+    assert p.stdout is not None
+    try:
+        for line in p.stdout:
+            seen.append(line)
+            if at in line:
+                hit = True
+                os.killpg(p.pid, signal.SIGKILL)
+                break
+    finally:
+        if p.poll() is None and not hit:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=60)
+    out = "".join(seen)
+    assert hit, f"site.yml {' '.join(extra)} never reached {at!r} ({p.returncode}):\n{out[-4000:]}"
+    return out
 
 
 def refused(cluster: Cluster, *extra: str) -> str:
@@ -234,7 +268,26 @@ def renew_and_rotate(cluster: Cluster, reduced: bool) -> dict:
         running.append(Traffic(cluster, topic, 10_000_000))
 
         t0 = time.monotonic()
-        converge(cluster, "-e", "kafka_tls_ca_rotation=switch", rolls=True)
+        if reduced:
+            converge(cluster, "-e", "kafka_tls_ca_rotation=switch", rolls=True)
+        else:
+            # The switch interrupted at its worst moment (the first host restarted on a
+            # certificate of the next CA, its gate not passed), then finish tried at once --
+            # with --tags security and as a plain run -- and refused while hosts are pending;
+            # then the switch rerun finishes the roll.
+            since = time.monotonic_ns() // 1000
+            interrupted(cluster, "-e", "kafka_tls_ca_rotation=switch")
+            timings["switch-interrupted"] = time.monotonic() - t0
+            for tags in (("--tags", "security"), ()):
+                r = site(cluster, *tags, "-e", "kafka_tls_ca_rotation=finish", timeout=900)
+                assert r.returncode != 0, \
+                    f"finish {tags} after an interrupted switch was not refused:\n{r.stdout[-3000:]}"
+                assert "a pending restart: that step's roll did not finish" in r.stdout, \
+                    r.stdout[-3000:]
+            assert (ca / "next.pem").exists(), "the refused finish retired the next CA"
+            t0 = time.monotonic()
+            converge(cluster, "-e", "kafka_tls_ca_rotation=switch")
+            rolled_one_at_a_time(cluster, since, "switch, interrupted then rerun")
         timings["switch"] = time.monotonic() - t0
         new_ca = x509_cn(ca / "next.pem")
         assert new_ca != old_ca
