@@ -14,7 +14,10 @@ full (``reduced=False``):
      converge is first SIGKILLed right after its first restart (``interrupted``), finish is
      then refused (with ``--tags security`` and plain) naming the pending restart, and the
      switch rerun completes the roll;
-  4. kafka_tls_ca_rotation=finish: the next CA is the kit CA, the old one is retired;
+  4. kafka_tls_ca_rotation=finish: the next CA is the kit CA, the old one is retired; this
+     converge is first SIGKILLed on the controller between its halves (the next CA copied to
+     ca.*, its files and the rotation's state not yet removed) and rerun: the retired copy
+     must still be the old CA;
   5. a plain converge: changed=0 on every host;
   and the refusals of switch before start and of finish before switch.
 reduced (``reduced=True``): steps 1 and 2 in one converge (``-e kafka_tls_renew_days=400 -e
@@ -294,7 +297,21 @@ def renew_and_rotate(cluster: Cluster, reduced: bool) -> dict:
         assert set(issuers(cluster).values()) == {new_ca}
 
         t0 = time.monotonic()
-        converge(cluster, "-e", "kafka_tls_ca_rotation=finish", rolls=True)
+        if reduced:
+            converge(cluster, "-e", "kafka_tls_ca_rotation=finish", rolls=True)
+        else:
+            # finish killed on the controller between its two halves: the next CA already
+            # copied to ca.*, the next CA's files and the rotation's state not yet removed.
+            # The rerun must finish it and keep the retired copy of the OLD CA.
+            since = time.monotonic_ns() // 1000
+            interrupted(cluster, "-e", "kafka_tls_ca_rotation=finish",
+                        at="Finish, remove the next CA, then the rotation's state")
+            timings["finish-interrupted"] = time.monotonic() - t0
+            assert x509_cn(ca / "ca.pem") == new_ca and (ca / "next.pem").exists() \
+                and (ca / "rotation.json").exists(), "finish was not stopped between its halves"
+            t0 = time.monotonic()
+            converge(cluster, "-e", "kafka_tls_ca_rotation=finish")
+            rolled_one_at_a_time(cluster, since, "finish, interrupted then rerun")
         timings["finish"] = time.monotonic() - t0
         assert x509_cn(ca / "ca.pem") == new_ca
         assert not (ca / "next.pem").exists() and not (ca / "rotation.json").exists()
@@ -309,6 +326,7 @@ def renew_and_rotate(cluster: Cluster, reduced: bool) -> dict:
         check(r2, "traffic during switch and finish")
 
         retired = sorted((ca / "retired").glob("*-ca.pem"))[-1]
+        assert x509_cn(retired) == old_ca, f"{retired} holds {x509_cn(retired)}, not the old CA"
         old_trust = {**for_backend(admin, "confluent"), "ssl.ca.location": str(retired)}
         try:
             ck.admin.AdminClient(old_trust).list_topics(timeout=10)
