@@ -60,3 +60,121 @@ def test_rotation_step_refused(tmp_path: Path, phase, step, args, extra, message
     out = _run(tmp_path, phase, *args, "-e", f"kafka_tls_ca_rotation={step}", **extra)
     assert f"kafka_tls_ca_rotation={step}: {message}" in out, out[-3000:]
     assert not (tmp_path / "sec" / "ca" / "next.key").exists()  # refused before any step
+
+
+# -- finish stopped at any point, then rerun ------------------------------------------------
+
+def _ca(cn: str, days_ago: int) -> tuple[bytes, bytes, object, object]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    nb = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days_ago)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(nb).not_valid_after(nb + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()), key, cert)
+
+
+def _leaf(cn: str, ca_key: object, ca_cert: object) -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())  # type: ignore[attr-defined]
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _removal_order() -> list[str]:
+    """The files finish removes, in the order the role removes them (read from the role)."""
+    tasks = yaml.safe_load((REPO / "roles/kafka/tasks/tls_ca_rotation.yml").read_text())
+    for t in tasks:
+        for sub in t.get("block", []):
+            if sub.get("name", "").startswith("Finish, remove the next CA"):
+                return list(sub["loop"])
+    raise AssertionError("no removal task in tls_ca_rotation.yml")
+
+
+def test_finish_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None:
+    """finish on the controller: the old CA copied to retired/ (pem, key), the next CA copied
+    over ca.* (key, pem), then the removals in the role's own order. Stopped after each of
+    these steps (and before the first), a rerun of finish must end with the next CA as ca.*,
+    the OLD CA in retired/, no next.* and no rotation state, and trust.pem the new CA alone.
+    Found two defects: a rerun overwrote the retired copy with the new CA, and a stop after
+    next.key's removal made the rerun fail. The hosts are this machine through the local
+    connection; the pending-restart check asks systemctl, which a stub on PATH answers
+    "inactive" (there is no Kafka service here): the real hosts' side runs on the lab
+    (make lab-rotation)."""
+    old_pem, old_key, _, _ = _ca("old CA", 2)
+    new_pem, new_key, nk, nc = _ca("next CA", 1)
+    stamp = nc.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ")  # type: ignore[attr-defined]
+    leaf = _leaf("kr", nk, nc)
+    steps = ["retire pem", "retire key", "key", "pem"] + [f"rm {f}" for f in _removal_order()]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
+    (shim / "systemctl").chmod(0o755)
+    runs = []
+    for stop in range(len(steps) + 1):
+        run = tmp_path / f"stop{stop}"
+        cad = run / "sec" / "ca"
+        (cad / "retired").mkdir(parents=True)
+        for h in ("kr1", "kr2"):
+            (run / "sec" / "hosts" / h).mkdir(parents=True)
+            (run / "sec" / "hosts" / h / "cert.pem").write_bytes(leaf)
+        files = {"ca.pem": old_pem, "ca.key": old_key, "next.pem": new_pem, "next.key": new_key,
+                 "rotation.json": json.dumps({"phase": "switched"}).encode()}
+        for step in steps[:stop]:  # what the stopped finish had done
+            if step == "retire pem":
+                (cad / "retired" / f"{stamp}-ca.pem").write_bytes(old_pem)
+            elif step == "retire key":
+                (cad / "retired" / f"{stamp}-ca.key").write_bytes(old_key)
+            elif step in ("key", "pem"):
+                files[f"ca.{step}"] = files[f"next.{step}"]
+            else:
+                files.pop(step[3:])
+        for n, b in files.items():
+            (cad / n).write_bytes(b)
+        inv = {"all": {"vars": {"ansible_connection": "local",
+                                "ansible_python_interpreter": sys.executable,
+                                "kafka_security_dir": str(run / "sec")},
+                       "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
+                                    "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
+        (run / "hosts.yml").write_text(yaml.safe_dump(inv))
+        (run / "play.yml").write_text(PLAY)
+        runs.append((stop, cad, subprocess.Popen(
+            [str(ANSIBLE_PLAYBOOK), "-i", str(run / "hosts.yml"), str(run / "play.yml"),
+             "-e", "kafka_tls_ca_rotation=finish"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                     ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+                     PATH=f"{shim}:{os.environ['PATH']}"))))
+    for stop, cad, proc in runs:  # the reruns run side by side: one each
+        out, _ = proc.communicate(timeout=600)
+        where = f"finish stopped after {steps[:stop] or 'nothing'}, rerun"
+        assert proc.returncode == 0, f"{where}: failed\n{out[-3000:]}"
+        assert (cad / "ca.pem").read_bytes() == new_pem and (cad / "ca.key").read_bytes() == new_key, where
+        assert (cad / "retired" / f"{stamp}-ca.pem").read_bytes() == old_pem, \
+            f"{where}: the retired copy is not the old CA"
+        assert (cad / "retired" / f"{stamp}-ca.key").read_bytes() == old_key, where
+        left = [n for n in ("next.pem", "next.key", "rotation.json") if (cad / n).exists()]
+        assert not left, f"{where}: {left} left"
+        assert (cad / "trust.pem").read_text().strip() == new_pem.decode().strip(), where
