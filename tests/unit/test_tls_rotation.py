@@ -2,7 +2,8 @@
 (roles/kafka/tasks/tls_ca_rotation.yml, run through ansible-playbook with the local connection
 and a temporary kafka_security_dir): with your own CA, under --limit, `start` after `switch`,
 `switch` before `start`, `finish` before `switch`. Each names the variable and what to run.
-The rotation itself, and its gates on pending restarts and old certificates, run on the lab
+Also the controller's side of `finish` stopped after each of its steps and rerun. The rotation
+itself, and its gates on pending restarts and old certificates, run on the lab
 (tests/security/test_lab_ca_rotation.py, make lab-rotation)."""
 
 from __future__ import annotations
