@@ -19,6 +19,7 @@ train silently on garbage). Any other tokenizer needs an explicit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -182,14 +183,23 @@ def _where(where: str | Callable[[], str]) -> str:
     return " " + text if text else ""
 
 
+@functools.cache
+def _torch() -> Any:
+    """torch, imported once (None without it): asked on every decode call of the feed."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return None
+    return torch
+
+
 def _vocab_ok(a: array, vocab_size: int) -> bool | None:
     """Whether every id of ``a`` is below ``vocab_size``, checked with one vectorised torch
     reduction over the array's memory (None without torch: the caller checks by itself)."""
     if not a or (a.typecode == "H" and vocab_size >= 1 << 16):
         return True
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is installed wherever tensors are made
+    torch = _torch()
+    if torch is None:  # pragma: no cover - torch is installed wherever tensors are made
         return None
     t = torch.frombuffer(a, dtype=torch.int16 if a.typecode == "H" else torch.int32)
     if a.typecode == "H" and vocab_size > 1 << 15:

@@ -4,12 +4,16 @@ client keys for each backend (pyclient.client_props, pyclient.config.load_client
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
 from pyclient.client_props import ENV, client_properties, for_backend, parse_jaas, parse_properties
 from pyclient.config import PRODUCER_DEFAULTS, load_client_properties, merged
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _certs import make_ca  # noqa: E402
 
 SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
 PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
@@ -75,22 +79,7 @@ def test_jaas_scram_and_plain() -> None:
 
 def _ca_pem() -> str:
     """A real self-signed CA certificate (librdkafka parses the file at client creation)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return make_ca("test CA", days=1)[0].decode()
 
 
 def _secure(tmp_path: Path) -> dict[str, str]:

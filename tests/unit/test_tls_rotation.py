@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _certs import make_ca, make_leaf  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
@@ -65,45 +68,6 @@ def test_rotation_step_refused(tmp_path: Path, phase, step, args, extra, message
 
 # -- finish stopped at any point, then rerun ------------------------------------------------
 
-def _ca(cn: str, days_ago: int) -> tuple[bytes, bytes, object, object]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    nb = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days_ago)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(nb).not_valid_after(nb + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()), key, cert)
-
-
-def _leaf(cn: str, ca_key: object, ca_cert: object) -> bytes:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())  # type: ignore[attr-defined]
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _removal_order() -> list[str]:
     """The files finish removes, in the order the role removes them (read from the role)."""
     tasks = yaml.safe_load((REPO / "roles/kafka/tasks/tls_ca_rotation.yml").read_text())
@@ -124,10 +88,10 @@ def test_finish_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None
     connection; the pending-restart check asks systemctl, which a stub on PATH answers
     "inactive" (there is no Kafka service here): the real hosts' side runs on the lab
     (make lab-rotation)."""
-    old_pem, old_key, _, _ = _ca("old CA", 2)
-    new_pem, new_key, nk, nc = _ca("next CA", 1)
+    old_pem, old_key, _, _ = make_ca("old CA", 2)
+    new_pem, new_key, nk, nc = make_ca("next CA", 1)
     stamp = nc.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ")  # type: ignore[attr-defined]
-    leaf = _leaf("kr", nk, nc)
+    leaf = make_leaf("kr", nk, nc)
     steps = ["retire pem", "retire key", "key", "pem"] + [f"rm {f}" for f in _removal_order()]
     shim = tmp_path / "bin"
     shim.mkdir()
