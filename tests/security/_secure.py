@@ -96,28 +96,38 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     run = subprocess.run([str(ANSIBLE_PLAYBOOK), "-v", "--diff", "-i", str(root / "hosts.yml"),
                           str(root / "play.yml")], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    log = open(root / "broker.log", "w")
     (root / "log4j2.properties").write_text(LOG4J2.format(log=root / "server.log"))
-    proc = subprocess.Popen(["java", "-Xmx384m", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
-                             "-cp", f"{home}/libs/*", "kafka.Kafka",
-                             str(root / "etc" / "server.properties")], stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=_die_with_parent)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (root / "broker.log").read_text()[-4000:]
-            time.sleep(1)
-    else:
-        pytest.fail("the secure broker did not listen: " + (root / "broker.log").read_text()[-4000:])
-    try:
-        yield {"root": root, "home": home, "port": port, "cport": cport, "play": run.stdout + run.stderr,
-               "bootstrap": f"127.0.0.1:{port}"}
-    finally:
+
+    def start() -> subprocess.Popen:
+        log = open(root / "broker.log", "a")
+        proc = subprocess.Popen(["java", "-Xmx384m", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+                                 "-cp", f"{home}/libs/*", "kafka.Kafka",
+                                 str(root / "etc" / "server.properties")], stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return proc
+            except OSError:
+                assert proc.poll() is None, (root / "broker.log").read_text()[-4000:]
+                time.sleep(1)
         proc.terminate()
-        proc.wait(timeout=60)
+        pytest.fail("the secure broker did not listen: " + (root / "broker.log").read_text()[-4000:])
+
+    def restart() -> None:
+        """Stop the node (SIGTERM, a clean shutdown) and start it again on the same storage."""
+        c["proc"].terminate()
+        c["proc"].wait(timeout=60)
+        c["proc"] = start()
+
+    c = {"root": root, "home": home, "port": port, "cport": cport, "play": run.stdout + run.stderr,
+         "bootstrap": f"127.0.0.1:{port}", "proc": start(), "restart": restart}
+    try:
+        yield c
+    finally:
+        c["proc"].terminate()
+        c["proc"].wait(timeout=60)
 
 
 def describe_quotas(c: dict) -> str:
