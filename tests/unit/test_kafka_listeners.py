@@ -292,7 +292,8 @@ def test_limit_renders_what_a_full_run_renders(tmp_path):
     assert list(alone) == ["both.invalid"]
     assert alone["both.invalid"] == full["both.invalid"]
     props = alone["both.invalid"]
-    assert props["controller.quorum.voters"] == "101@192.0.2.101:9093,102@192.0.2.102:9093,9@192.0.2.9:9093"
+    # The default quorum form (dynamic): every controller, also those the limit leaves out.
+    assert props["controller.quorum.bootstrap.servers"] == "192.0.2.101:9093,192.0.2.102:9093,192.0.2.9:9093"
     assert props["advertised.listeners"] == "SASL_SSL://192.0.2.9:9092,CONTROLLER://192.0.2.9:9093"  # the secure default
     assert full["ctl-a.invalid"]["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
 

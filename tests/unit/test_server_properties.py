@@ -68,7 +68,9 @@ def rendered(tmp_path_factory) -> dict[str, tuple[str, dict[str, str]]]:
             if name.endswith(".properties")}
 
 
-VOTERS = "101@192.0.2.101:9093,102@192.0.2.102:9093,103@192.0.2.103:9093,9@192.0.2.9:9093"
+# The default quorum form of a new cluster is dynamic (KIP-853): every node finds the
+# controllers through controller.quorum.bootstrap.servers, never controller.quorum.voters.
+BOOTSTRAP = "192.0.2.101:9093,192.0.2.102:9093,192.0.2.103:9093,192.0.2.9:9093"
 
 
 def test_every_host_rendered(rendered):
@@ -80,7 +82,8 @@ def test_dedicated_controller(rendered):
     assert props["process.roles"] == "controller"
     assert props["node.id"] == "101"
     assert props["listeners"] == "CONTROLLER://:9093"
-    assert props["controller.quorum.voters"] == VOTERS
+    assert props["controller.quorum.bootstrap.servers"] == BOOTSTRAP
+    assert "controller.quorum.voters" not in props
     # A controller advertises its controller listener only (so --bootstrap-controller and the
     # roll gates reach it at the inventory's address) and has no inter-broker listener.
     assert props["advertised.listeners"] == "CONTROLLER://192.0.2.101:9093"
@@ -107,7 +110,8 @@ def test_dedicated_broker(rendered):
     assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["ssl.endpoint.identification.algorithm"] == "https"
-    assert props["controller.quorum.voters"] == VOTERS
+    assert props["controller.quorum.bootstrap.servers"] == BOOTSTRAP
+    assert "controller.quorum.voters" not in props
     assert props["controller.listener.names"] == "CONTROLLER"
     assert "broker.rack" not in props  # no kafka_rack, no broker.rack
 

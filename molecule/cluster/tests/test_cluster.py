@@ -53,7 +53,9 @@ def test_service_and_role(host):
         assert 1 <= int(props["node.id"]) <= EXPECTED_BROKERS
         assert props["broker.rack"] in {"rack-a", "rack-b", "rack-c"}
         assert root.socket("tcp://0.0.0.0:9092").is_listening
-    assert props["controller.quorum.voters"].count("@") == 3
+    # The default quorum form of a new cluster: dynamic (KIP-853), the 3 controllers as bootstrap.
+    assert len(props["controller.quorum.bootstrap.servers"].split(",")) == 3
+    assert "controller.quorum.voters" not in props
 
 
 def test_quorum_and_smoke_from_the_controller_machine():
@@ -63,7 +65,7 @@ def test_quorum_and_smoke_from_the_controller_machine():
     Ansible)."""
     bootstrap = ",".join(_props(_get(b))["advertised.listeners"].split("//", 1)[1] for b in BROKERS)
     ctl = _get(CONTROLLERS[0])
-    address = _props(ctl)["controller.quorum.voters"].split(",")[0].split("@")[1]
+    address = _props(ctl)["controller.quorum.bootstrap.servers"].split(",")[0]
     out = ctl.check_output(f"java -cp '{CLASSPATH}' org.apache.kafka.tools.MetadataQuorumCommand "
                            f"--bootstrap-controller {address} --command-config {HOST_CONTROLLER} describe --status")
     status = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)

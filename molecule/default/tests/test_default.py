@@ -63,7 +63,9 @@ def test_rendered_config(host):
     hostname = host.backend.get_hostname()
     assert props["node.id"] == str(NODE_IDS[hostname])
     assert props["process.roles"] == "broker,controller"
-    assert props["controller.quorum.voters"].count("@") == 3
+    # The default quorum form of a new cluster: dynamic (KIP-853), the 3 controllers as bootstrap.
+    assert len(props["controller.quorum.bootstrap.servers"].split(",")) == 3
+    assert "controller.quorum.voters" not in props
     # Both listeners advertised at the inventory's address (molecule.yml: fixed IPs), so
     # --bootstrap-controller and the roll gates reach the controllers without DNS. The role's
     # default profile: SASL_SSL (SCRAM-SHA-512) for clients and brokers, TLS to the controllers.

@@ -133,11 +133,6 @@ def check_kraft_quorum(cluster: Cluster) -> list[str]:
     if quorum not in ("dynamic", "static"):
         return [f"kafka_kraft_quorum={quorum!r}: set dynamic (controller.quorum.bootstrap.servers, "
                 "the default of a new cluster) or static (controller.quorum.voters)."]
-    if quorum == "dynamic" and _mode(cluster) == "kraft" and cluster.get("sasl") and not cluster.get("migration"):
-        return ["kafka_kraft_quorum=dynamic with SASL (SCRAM) listeners: on the kit's secure lab a broker of a "
-                "dynamic cluster that restarted after a SCRAM user was deleted refused every SCRAM login "
-                "(Kafka 4.4.0; docs/day2.md, 'Dynamic KRaft quorum'). Use kafka_kraft_quorum: static (the "
-                "default) with the secure profile until that is understood."]
     if quorum == "dynamic" and _mode(cluster) == "kraft":
         # Below 3.3 check_version_mode already refuses KRaft itself.
         old = sorted({h["name"] for h in cluster["hosts"]
