@@ -2,8 +2,9 @@
 (roles/kafka/tasks/tls_ca_rotation.yml, run through ansible-playbook with the local connection
 and a temporary kafka_security_dir): with your own CA, under --limit, `start` after `switch`,
 `switch` before `start`, `finish` before `switch`. Each names the variable and what to run.
-Also the controller's side of `finish` stopped after each of its steps and rerun. The rotation
-itself, and its gates on pending restarts and old certificates, run on the lab
+Also the controller's side of `finish` stopped after each of its steps and rerun, and its
+refusal while a host certificate is the old CA's. The rotation itself, and its gate on pending
+restarts, run on the lab
 (tests/security/test_lab_ca_rotation.py, make lab-rotation)."""
 
 from __future__ import annotations
@@ -143,3 +144,43 @@ def test_finish_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None
         left = [n for n in ("next.pem", "next.key", "rotation.json") if (cad / n).exists()]
         assert not left, f"{where}: {left} left"
         assert (cad / "trust.pem").read_text().strip() == new_pem.decode().strip(), where
+
+
+def test_finish_refused_while_a_host_certificate_is_the_old_cas(tmp_path: Path) -> None:
+    """finish's gate on the certificates: a host whose certificate the old CA issued (a switch
+    that did not reach it) stops finish before it touches the controller's CA files, naming that
+    host and only it, and what to run."""
+    old_pem, old_key, ok, oc = make_ca("old CA", 2)
+    new_pem, new_key, nk, nc = make_ca("next CA", 1)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
+    (shim / "systemctl").chmod(0o755)
+    sec = tmp_path / "sec"
+    cad = sec / "ca"
+    cad.mkdir(parents=True)
+    for h, leaf in (("kr1", make_leaf("kr1", nk, nc)), ("kr2", make_leaf("kr2", ok, oc))):
+        (sec / "hosts" / h).mkdir(parents=True)
+        (sec / "hosts" / h / "cert.pem").write_bytes(leaf)
+    files = {"ca.pem": old_pem, "ca.key": old_key, "next.pem": new_pem, "next.key": new_key,
+             "rotation.json": json.dumps({"phase": "switched"}).encode()}
+    for n, b in files.items():
+        (cad / n).write_bytes(b)
+    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                            "kafka_security_dir": str(sec)},
+                   "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
+                                "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
+    (tmp_path / "play.yml").write_text(PLAY)
+    r = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"),
+                        "-e", "kafka_tls_ca_rotation=finish"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                                ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+                                PATH=f"{shim}:{os.environ['PATH']}"))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0, out[-3000:]
+    assert ("kafka_tls_ca_rotation=finish: the certificates of kr2 are not issued by the next CA; "
+            "rerun kafka_tls_ca_rotation=switch, then finish.") in out, out[-3000:]
+    # Nothing of finish happened on the controller.
+    assert {p.name: p.read_bytes() for p in cad.iterdir() if p.is_file()} == files
+    assert not (cad / "retired").exists()
