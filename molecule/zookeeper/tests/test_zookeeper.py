@@ -19,6 +19,8 @@ HOSTS = RUNNER.get_hosts("all")
 testinfra_hosts = [f"podman://{name}" for name in HOSTS]
 IDS = {"kk-zk-1": 1, "kk-zk-2": 2, "kk-zk-3": 3}
 CLASSPATH = "/opt/zookeeper/current/libs/*"
+# The kafka role's SCRAM guard user (roles/kafka/vars/main.yml, docs/security.md).
+GUARD = "kafka-kit-scram-guard-a19e"
 
 
 def _address(host) -> str:
@@ -123,15 +125,16 @@ def test_brokers_registered_in_zookeeper(host):
 
 
 def test_scram_users_are_in_zookeeper(host):
-    """The brokers' user and the admin were written into ZooKeeper before the first broker
-    started (roles/kafka/tasks/scram_zookeeper.yml): SCRAM-SHA-512 credentials, no password."""
+    """The brokers' user, the admin and the SCRAM guard user (which a migration to KRaft copies,
+    docs/security.md) were written into ZooKeeper before the first broker started
+    (roles/kafka/tasks/scram_zookeeper.yml): SCRAM-SHA-512 credentials, no password."""
     if host.backend.get_hostname() != "kk-zk-1":
         pytest.skip("read once")
     users = host.check_output(
         f"java -cp '{CLASSPATH}' org.apache.zookeeper.ZooKeeperMain -server {_address(host)}:2181 "
         "ls /kafka/config/users 2>/dev/null").strip().splitlines()[-1]
-    assert {"kafka-broker", "admin"} <= set(re.findall(r"[\w.-]+", users)), users
-    for user in ("kafka-broker", "admin"):
+    assert {"kafka-broker", "admin", GUARD} <= set(re.findall(r"[\w.-]+", users)), users
+    for user in ("kafka-broker", "admin", GUARD):
         data = host.check_output(
             f"java -cp '{CLASSPATH}' org.apache.zookeeper.ZooKeeperMain -server {_address(host)}:2181 "
             f"get /kafka/config/users/{user} 2>/dev/null")
