@@ -163,7 +163,8 @@ test-default-rotation: deps
 	DEFAULT_ROTATION=1 tools/peak-mem $(BIN)/molecule test -s default
 
 # Day-2 operations with traffic running (docs/day2.md): the full sequence of the day2 scenario
-# (upgrade with a rollback, scale-out, rebalance, faults, drain).
+# (upgrade with a rollback, scale-out, rebalance, faults, drain): 76 min 2 s in a fresh clone,
+# deps included, on 2026-12-08.
 test-day2: deps
 	DAY2_SEQUENCE=full tools/peak-mem $(BIN)/molecule test -s day2
 
