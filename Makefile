@@ -15,7 +15,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns fuse-overlayfs contai
                 netavark aardvark-dns iproute2 openssh-client maven openjdk-17-jdk-headless python3-venv \
                 prometheus kcat
 
-.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench bench-feed lab-example lab-rotation lab-screenshot lab-down test test-unit test-molecule test-cluster test-default-full test-default-rotation test-migration test-migration-rollback test-day2 test-day2-ci lint clean
+.PHONY: help deps apt venv dist image lab lab-up lab-deploy smoke bench bench-feed lab-example lab-rotation lab-quorum-move lab-screenshot lab-down test test-unit test-molecule test-cluster test-default-full test-default-rotation test-migration test-migration-rollback test-day2 test-day2-ci lint clean
 
 help:
 	@echo "make lab        build the lab hosts, deploy site.yml on them over SSH, run the smoke test"
@@ -104,6 +104,11 @@ bench-feed:
 lab-screenshot:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	tools/prometheus-screenshot http://10.89.60.200:9090/classic/alerts docs/img/prometheus-alerts.png
+
+# The static -> dynamic KRaft quorum move on the secure lab (docs/day2.md): the lab's hosts
+# created anew, converged static, moved, smoke, a converge that changes nothing.
+lab-quorum-move: deps
+	tools/lab-quorum-move
 
 lab-down:
 	$(BIN)/ansible-playbook playbooks/lab_down.yml $(LAB_ARGS)
