@@ -2,13 +2,14 @@
 (roles/kafka/tasks/tls_ca_rotation.yml, run through ansible-playbook with the local connection
 and a temporary kafka_security_dir): with your own CA, under --limit, `start` after `switch`,
 `switch` before `start`, `finish` before `switch`. Each names the variable and what to run.
-Also the controller's side of `finish` stopped after each of its steps and rerun, and its
-refusal while a host certificate is the old CA's. The rotation itself, and its gate on pending
+Also the controller's side of `start` and of `finish` stopped after each of their steps and
+rerun, and finish's refusal while a host certificate is the old CA's. The rotation itself, and its gate on pending
 restarts, run on the lab
 (tests/security/test_lab_ca_rotation.py, make lab-rotation)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -17,6 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _certs import make_ca, make_leaf  # noqa: E402
@@ -184,3 +189,62 @@ def test_finish_refused_while_a_host_certificate_is_the_old_cas(tmp_path: Path) 
     # Nothing of finish happened on the controller.
     assert {p.name: p.read_bytes() for p in cad.iterdir() if p.is_file()} == files
     assert not (cad / "retired").exists()
+
+
+def test_start_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None:
+    """start on the controller: the next CA's key, then its self-signed certificate, then the
+    state. Stopped before the key, after it, and after the certificate (before the state), a
+    rerun of start must end with a next CA whose certificate is its key's, the state `started`,
+    the old CA untouched, and trust.pem holding both CAs (the hosts' side of start is the same
+    gated roll as switch's, run on the lab)."""
+    old_pem, old_key, _, _ = make_ca("old CA", 2)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)  # as the role makes it
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "kafka-kit CA 2026-12-08T05:00:00Z")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert_pem = (cx509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(cx509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
+    (shim / "systemctl").chmod(0o755)
+    runs = []
+    for stop, files in enumerate([{}, {"next.key": key_pem}, {"next.key": key_pem, "next.pem": cert_pem}]):
+        run = tmp_path / f"stop{stop}"
+        cad = run / "sec" / "ca"
+        cad.mkdir(parents=True)
+        for n, b in {"ca.pem": old_pem, "ca.key": old_key, **files}.items():
+            (cad / n).write_bytes(b)
+        inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                                "kafka_security_dir": str(run / "sec")},
+                       "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
+                                    "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
+        (run / "hosts.yml").write_text(yaml.safe_dump(inv))
+        (run / "play.yml").write_text(PLAY)
+        runs.append((stop, files, cad, subprocess.Popen(
+            [str(ANSIBLE_PLAYBOOK), "-i", str(run / "hosts.yml"), str(run / "play.yml"),
+             "-e", "kafka_tls_ca_rotation=start"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                     ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+                     PATH=f"{shim}:{os.environ['PATH']}"))))
+    for stop, files, cad, proc in runs:
+        out, _ = proc.communicate(timeout=600)
+        where = f"start stopped after {sorted(files) or 'nothing'}, rerun"
+        assert proc.returncode == 0, f"{where}: failed\n{out[-3000:]}"
+        assert json.loads((cad / "rotation.json").read_text()) == {"phase": "started"}, where
+        assert (cad / "ca.pem").read_bytes() == old_pem and (cad / "ca.key").read_bytes() == old_key, where
+        nxt = cx509.load_pem_x509_certificate((cad / "next.pem").read_bytes())
+        nkey = serialization.load_pem_private_key((cad / "next.key").read_bytes(), None)
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        assert nxt.public_key().public_bytes(*spki) == nkey.public_key().public_bytes(*spki), \
+            f"{where}: next.pem is not next.key's certificate"
+        assert nxt.subject.rfc4514_string().startswith("CN=kafka-kit CA "), where
+        for n, b in files.items():  # what the stopped start had made is kept, not made again
+            assert (cad / n).read_bytes() == b, f"{where}: {n} was made again"
+        trust = (cad / "trust.pem").read_text()
+        assert old_pem.decode().strip() in trust and (cad / "next.pem").read_text().strip() in trust, where
