@@ -39,17 +39,46 @@ PLAY = """
 """
 
 
-def _run(tmp: Path, phase: str | None, *args: str, **extra: str) -> str:
-    sec = tmp / "sec"
-    (sec / "ca").mkdir(parents=True, exist_ok=True)
-    if phase:
-        (sec / "ca" / "rotation.json").write_text(json.dumps({"phase": phase}))
+def _write_play(tmp: Path, sec: Path, **extra: str) -> None:
+    """hosts.yml (kr1 and kr2, controllers and brokers, this machine over the local connection,
+    kafka_security_dir ``sec``) and play.yml (the rotation's task file) in ``tmp``."""
     inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                             "kafka_security_dir": str(sec), **extra},
                    "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
                                 "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inv))
     (tmp / "play.yml").write_text(PLAY)
+
+
+def _systemctl_stub(tmp: Path) -> Path:
+    """A bin dir whose systemctl answers "inactive": the pending-restart check asks it, and no
+    Kafka service runs on this machine."""
+    shim = tmp / "bin"
+    shim.mkdir()
+    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
+    (shim / "systemctl").chmod(0o755)
+    return shim
+
+
+def _start_step(run: Path, step: str, shim: Path) -> subprocess.Popen:
+    """ansible-playbook of rotation step ``step`` on run/sec, the systemctl stub first on PATH;
+    output (stdout and stderr) on the process's stdout."""
+    _write_play(run, run / "sec")
+    return subprocess.Popen(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(run / "hosts.yml"), str(run / "play.yml"),
+         "-e", f"kafka_tls_ca_rotation={step}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+                 PATH=f"{shim}:{os.environ['PATH']}"))
+
+
+def _run(tmp: Path, phase: str | None, *args: str, **extra: str) -> str:
+    sec = tmp / "sec"
+    (sec / "ca").mkdir(parents=True, exist_ok=True)
+    if phase:
+        (sec / "ca" / "rotation.json").write_text(json.dumps({"phase": phase}))
+    _write_play(tmp, sec, **extra)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
                ANSIBLE_NOCOLOR="1")
     r = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp / "hosts.yml"), str(tmp / "play.yml"), *args],
@@ -99,10 +128,7 @@ def test_finish_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None
     stamp = nc.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ")  # type: ignore[attr-defined]
     leaf = make_leaf("kr", nk, nc)
     steps = ["retire pem", "retire key", "key", "pem"] + [f"rm {f}" for f in _removal_order()]
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
-    (shim / "systemctl").chmod(0o755)
+    shim = _systemctl_stub(tmp_path)
     runs = []
     for stop in range(len(steps) + 1):
         run = tmp_path / f"stop{stop}"
@@ -124,20 +150,7 @@ def test_finish_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None
                 files.pop(step[3:])
         for n, b in files.items():
             (cad / n).write_bytes(b)
-        inv = {"all": {"vars": {"ansible_connection": "local",
-                                "ansible_python_interpreter": sys.executable,
-                                "kafka_security_dir": str(run / "sec")},
-                       "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
-                                    "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
-        (run / "hosts.yml").write_text(yaml.safe_dump(inv))
-        (run / "play.yml").write_text(PLAY)
-        runs.append((stop, cad, subprocess.Popen(
-            [str(ANSIBLE_PLAYBOOK), "-i", str(run / "hosts.yml"), str(run / "play.yml"),
-             "-e", "kafka_tls_ca_rotation=finish"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                     ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
-                     PATH=f"{shim}:{os.environ['PATH']}"))))
+        runs.append((stop, cad, _start_step(run, "finish", shim)))
     for stop, cad, proc in runs:  # the reruns run side by side: one each
         out, _ = proc.communicate(timeout=600)
         where = f"finish stopped after {steps[:stop] or 'nothing'}, rerun"
@@ -157,10 +170,7 @@ def test_finish_refused_while_a_host_certificate_is_the_old_cas(tmp_path: Path) 
     host and only it, and what to run."""
     old_pem, old_key, ok, oc = make_ca("old CA", 2)
     new_pem, new_key, nk, nc = make_ca("next CA", 1)
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
-    (shim / "systemctl").chmod(0o755)
+    shim = _systemctl_stub(tmp_path)
     sec = tmp_path / "sec"
     cad = sec / "ca"
     cad.mkdir(parents=True)
@@ -171,19 +181,9 @@ def test_finish_refused_while_a_host_certificate_is_the_old_cas(tmp_path: Path) 
              "rotation.json": json.dumps({"phase": "switched"}).encode()}
     for n, b in files.items():
         (cad / n).write_bytes(b)
-    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                            "kafka_security_dir": str(sec)},
-                   "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
-                                "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (tmp_path / "play.yml").write_text(PLAY)
-    r = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"),
-                        "-e", "kafka_tls_ca_rotation=finish"], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                                ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
-                                PATH=f"{shim}:{os.environ['PATH']}"))
-    out = " ".join((r.stdout + r.stderr).split())
-    assert r.returncode != 0, out[-3000:]
+    proc = _start_step(tmp_path, "finish", shim)
+    out = " ".join(proc.communicate(timeout=300)[0].split())
+    assert proc.returncode != 0, out[-3000:]
     assert ("kafka_tls_ca_rotation=finish: the certificates of kr2 are not issued by the next CA; "
             "rerun kafka_tls_ca_rotation=switch, then finish.") in out, out[-3000:]
     # Nothing of finish happened on the controller.
@@ -208,10 +208,7 @@ def test_start_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None:
                 .not_valid_after(now + datetime.timedelta(days=3650))
                 .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "systemctl").write_text("#!/bin/sh\necho ActiveState=inactive\n")
-    (shim / "systemctl").chmod(0o755)
+    shim = _systemctl_stub(tmp_path)
     runs = []
     for stop, files in enumerate([{}, {"next.key": key_pem}, {"next.key": key_pem, "next.pem": cert_pem}]):
         run = tmp_path / f"stop{stop}"
@@ -219,19 +216,7 @@ def test_start_stopped_at_any_point_is_rerun_to_its_end(tmp_path: Path) -> None:
         cad.mkdir(parents=True)
         for n, b in {"ca.pem": old_pem, "ca.key": old_key, **files}.items():
             (cad / n).write_bytes(b)
-        inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                                "kafka_security_dir": str(run / "sec")},
-                       "children": {"kafka_controller": {"hosts": {"kr1": None, "kr2": None}},
-                                    "kafka_broker": {"hosts": {"kr1": None, "kr2": None}}}}}
-        (run / "hosts.yml").write_text(yaml.safe_dump(inv))
-        (run / "play.yml").write_text(PLAY)
-        runs.append((stop, files, cad, subprocess.Popen(
-            [str(ANSIBLE_PLAYBOOK), "-i", str(run / "hosts.yml"), str(run / "play.yml"),
-             "-e", "kafka_tls_ca_rotation=start"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                     ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
-                     PATH=f"{shim}:{os.environ['PATH']}"))))
+        runs.append((stop, files, cad, _start_step(run, "start", shim)))
     for stop, files, cad, proc in runs:
         out, _ = proc.communicate(timeout=600)
         where = f"start stopped after {sorted(files) or 'nothing'}, rerun"
